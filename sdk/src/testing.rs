@@ -1,0 +1,119 @@
+//! Run a plugin's logic in a unit test, without a host or a process.
+//!
+//! ```
+//! use plugboard_sdk::prelude::*;
+//! use plugboard_sdk::testing;
+//!
+//! struct Echo;
+//! #[plugboard_sdk::async_trait]
+//! impl Executor for Echo {
+//!     async fn execute(&self, cmd: Command, _out: Output) -> Result<Reply, PluginError> {
+//!         Ok(Reply::text(cmd.args.join(" ")))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let run = testing::execute(Echo, "echo", "echo 'hello   world' again").await;
+//! assert_eq!(run.output, "hello   world again");
+//! assert_eq!(run.exit_code, 0);
+//! # });
+//! ```
+
+use std::sync::Arc;
+
+use plugboard_proto::CloudEvent;
+use plugboard_proto::plugboard::v1::execute_response::Response;
+use tokio::sync::mpsc;
+
+use crate::executor::{Command, CommandContext, run_to_channel};
+use crate::source::EventSender;
+use crate::{Executor, PluginError, Source, SourceContext};
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRun {
+    /// All output chunks, concatenated (lossy UTF-8).
+    pub output: String,
+    /// The chunks as they were streamed.
+    pub chunks: Vec<Vec<u8>>,
+    pub exit_code: i32,
+    pub error: String,
+}
+
+/// Runs `command_line` on `executor` the way the host would: the words after
+/// `prefix` become the arguments (shell-style splitting).
+pub async fn execute<E: Executor>(executor: E, prefix: &str, command_line: &str) -> CommandRun {
+    execute_with(executor, prefix, command_line, serde_json::json!({}), CommandContext::default()).await
+}
+
+/// [`execute`] with an instance config and caller context.
+pub async fn execute_with<E: Executor>(
+    executor: E,
+    prefix: &str,
+    command_line: &str,
+    config: serde_json::Value,
+    context: CommandContext,
+) -> CommandRun {
+    let words = shell_split(command_line);
+    let prefix_words = prefix.split_whitespace().count();
+    let cmd = Command {
+        instance: "test".into(),
+        config,
+        text: command_line.into(),
+        prefix: prefix.into(),
+        args: words.into_iter().skip(prefix_words).collect(),
+        context,
+    };
+    let (tx, mut rx) = mpsc::channel(16);
+    tokio::spawn(run_to_channel(Arc::new(executor), cmd, tx));
+    let mut run = CommandRun { output: String::new(), chunks: Vec::new(), exit_code: -1, error: String::new() };
+    while let Some(Ok(msg)) = rx.recv().await {
+        match msg.response {
+            Some(Response::Output(chunk)) => {
+                run.output.push_str(&String::from_utf8_lossy(&chunk));
+                run.chunks.push(chunk);
+            }
+            Some(Response::Result(r)) => {
+                run.exit_code = r.exit_code;
+                run.error = r.error;
+            }
+            None => {}
+        }
+    }
+    run
+}
+
+/// Collects up to `limit` events (with their cursors) from a source, then
+/// stops it. Returns early when the source ends; an error it returns comes back.
+pub async fn collect_events<S: Source>(
+    source: S,
+    config: serde_json::Value,
+    resume_cursor: Option<String>,
+    limit: usize,
+) -> Result<Vec<(CloudEvent, String)>, PluginError> {
+    let (tx, mut rx) = mpsc::channel(limit.max(1));
+    let ctx = SourceContext { instance: "test".into(), config, resume_cursor };
+    let task = tokio::spawn(async move { source.stream(ctx, EventSender::new(tx)).await });
+    let mut events = Vec::new();
+    while events.len() < limit {
+        match rx.recv().await {
+            Some(Ok(resp)) => events.push((resp.event.unwrap_or_default(), resp.cursor)),
+            Some(Err(status)) => return Err(PluginError::internal(status.message())),
+            None => break,
+        }
+    }
+    drop(rx);
+    if events.len() < limit {
+        // The stream ended: surface the source's own error, if any.
+        if let Ok(Err(e)) = task.await {
+            return Err(e);
+        }
+    } else {
+        task.abort();
+    }
+    Ok(events)
+}
+
+fn shell_split(line: &str) -> Vec<String> {
+    shell_words::split(line).unwrap_or_else(|_| line.split_whitespace().map(str::to_owned).collect())
+}
