@@ -147,7 +147,12 @@ impl source_server::Source for SourceService {
                 _ = tx.closed() => tracing::debug!("host closed the event stream"),
             }
         });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
+        // The stream ends when the plugin is told to stop, so shutdown is prompt.
+        let stream = futures_util::StreamExt::take_until(
+            ReceiverStream::new(rx),
+            crate::goplugin::shutdown_signal().cancelled_owned(),
+        );
+        Ok(tonic::Response::new(Box::pin(stream)))
     }
 
     async fn handle_external_request(

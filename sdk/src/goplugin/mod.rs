@@ -49,6 +49,13 @@ pub enum ServeError {
     Handshake(std::io::Error),
 }
 
+/// Cancelled when the plugin is asked to stop (`Shutdown` or SIGTERM).
+/// Long-lived streams end when it fires, so the server stops promptly.
+pub fn shutdown_signal() -> CancellationToken {
+    static SHUTDOWN: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+    SHUTDOWN.get_or_init(CancellationToken::new).clone()
+}
+
 /// Exits with go-plugin's message and status 1 unless the host set the magic
 /// cookie, i.e. when someone runs the plugin binary by hand.
 pub fn check_cookie_or_exit(handshake: &HandshakeConfig) {
@@ -101,14 +108,14 @@ pub async fn serve_async(
         handshake.app_protocol_versions,
     );
     let socket = listener::bind().map_err(|e| ServeError::Listen(e.to_string()))?;
-    let shutdown = CancellationToken::new();
+    let shutdown = shutdown_signal();
     spawn_signal_handlers(shutdown.clone());
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_service_status(HEALTH_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    let stdio = services::StdioService::default();
+    let stdio = services::StdioService::new(shutdown.clone());
     let stdio_feed = stdio.feed();
 
     let mut router = Server::builder()
@@ -116,7 +123,7 @@ pub async fn serve_async(
         .add_service(health)
         .add_service(services::controller(shutdown.clone()))
         .add_service(stdio.into_server())
-        .add_service(services::broker());
+        .add_service(services::broker(shutdown.clone()));
     if !options.reflection.is_empty() {
         let mut v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);

@@ -38,16 +38,15 @@ const STDIO_BUFFER: usize = 256;
 pub(super) struct StdioService {
     tx: mpsc::Sender<StdioData>,
     rx: Arc<Mutex<Option<mpsc::Receiver<StdioData>>>>,
-}
-
-impl Default for StdioService {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(STDIO_BUFFER);
-        Self { tx, rx: Arc::new(Mutex::new(Some(rx))) }
-    }
+    shutdown: CancellationToken,
 }
 
 impl StdioService {
+    pub fn new(shutdown: CancellationToken) -> Self {
+        let (tx, rx) = mpsc::channel(STDIO_BUFFER);
+        Self { tx, rx: Arc::new(Mutex::new(Some(rx))), shutdown }
+    }
+
     pub fn feed(&self) -> mpsc::Sender<StdioData> {
         self.tx.clone()
     }
@@ -68,7 +67,13 @@ impl GrpcStdio for StdioService {
     ) -> Result<tonic::Response<Self::StreamStdioStream>, tonic::Status> {
         let rx = self.rx.lock().map_err(|_| tonic::Status::internal("stdio state poisoned"))?.take();
         match rx {
-            Some(rx) => Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx).map(Ok)))),
+            Some(rx) => {
+                let stream = futures_util::StreamExt::take_until(
+                    ReceiverStream::new(rx).map(Ok),
+                    self.shutdown.clone().cancelled_owned(),
+                );
+                Ok(tonic::Response::new(Box::pin(stream)))
+            }
             None => Err(tonic::Status::failed_precondition("StreamStdio may be called only once")),
         }
     }
@@ -76,10 +81,12 @@ impl GrpcStdio for StdioService {
 
 /// `plugin.GRPCBroker`: accepted and held open. This SDK offers no brokered
 /// connections, but go-plugin hosts open the stream right after connecting.
-pub(super) struct Broker;
+pub(super) struct Broker {
+    shutdown: CancellationToken,
+}
 
-pub(super) fn broker() -> GrpcBrokerServer<Broker> {
-    GrpcBrokerServer::new(Broker)
+pub(super) fn broker(shutdown: CancellationToken) -> GrpcBrokerServer<Broker> {
+    GrpcBrokerServer::new(Broker { shutdown })
 }
 
 type BrokerStream = Pin<Box<dyn Stream<Item = Result<ConnInfo, tonic::Status>> + Send>>;
@@ -100,6 +107,8 @@ impl GrpcBroker for Broker {
             }
             drop(tx);
         });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
+        let stream =
+            futures_util::StreamExt::take_until(ReceiverStream::new(rx), self.shutdown.clone().cancelled_owned());
+        Ok(tonic::Response::new(Box::pin(stream)))
     }
 }

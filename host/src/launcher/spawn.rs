@@ -1,0 +1,89 @@
+//! Starting plugin processes.
+//!
+//! Every plugin is spawned from one long-lived thread. On Linux the
+//! parent-death signal fires when the *thread* that forked the child exits,
+//! so spawning from short-lived runtime worker threads would kill plugins at
+//! random (OpenDeck #329); a dedicated thread lives as long as the host.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Mutex, OnceLock, mpsc};
+
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+struct SpawnRequest {
+    command: Command,
+    runtime: tokio::runtime::Handle,
+    reply: oneshot::Sender<io::Result<Child>>,
+}
+
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("plugin-spawner".into())
+            .spawn(move || {
+                for mut req in rx {
+                    // tokio registers the child with the runtime's process driver.
+                    let _guard = req.runtime.enter();
+                    let _ = req.reply.send(req.command.spawn());
+                }
+            })
+            .expect("the plugin spawner thread must start");
+        Mutex::new(tx)
+    })
+}
+
+/// What the child process gets.
+pub(crate) struct ProcessSpec<'a> {
+    pub program: &'a Path,
+    pub args: &'a [OsString],
+    pub inherit_env: bool,
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// Spawns the plugin in its own process group, with stdout and stderr piped,
+/// stdin from /dev/null, and SIGKILL as its parent-death signal.
+pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
+    let mut command = Command::new(spec.program);
+    command
+        .args(spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own group: killpg reaches the plugin's children, and a Ctrl-C in the
+        // host's terminal does not hit plugins directly; the host decides.
+        .process_group(0)
+        .kill_on_drop(true);
+    if !spec.inherit_env {
+        command.env_clear();
+    }
+    // Appended after the inherited environment, so ours win.
+    command.envs(spec.env);
+    let host_pid = std::process::id();
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The host may have died before prctl took effect.
+            if libc::getppid() as u32 != host_pid {
+                return Err(io::Error::other("the host exited while the plugin was starting"));
+            }
+            Ok(())
+        });
+    }
+    let (reply, rx) = oneshot::channel();
+    let request = SpawnRequest { command, runtime: tokio::runtime::Handle::current(), reply };
+    spawner()
+        .lock()
+        .map_err(|_| io::Error::other("plugin spawner poisoned"))?
+        .send(request)
+        .map_err(|_| io::Error::other("plugin spawner thread is gone"))?;
+    rx.await.map_err(|_| io::Error::other("plugin spawner dropped the request"))?
+}

@@ -1,0 +1,122 @@
+//! Layer 2: plugboard's plugin kinds on top of the generic launcher.
+//!
+//! [`launch`] starts a plugboard plugin (plugboard's handshake constants) and
+//! asks it to `Describe` itself; [`PluginHandle`] then gives typed clients
+//! for the kinds it declared: [`SourceClient`], [`ExecutorClient`],
+//! [`SinkClient`].
+
+mod describe;
+mod executor;
+mod sink;
+mod source;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugboard_proto::handshake::HANDSHAKE;
+use plugboard_proto::plugboard::v1::{DescribeRequest, PluginInfo, PluginKind, plugin_client::PluginClient};
+
+use crate::launcher::{LaunchConfig, LaunchError, PluginProcess};
+
+pub use describe::{ConfigSchema, DescribeError, Described, kind_name, valid_prefix, validate_info};
+pub use executor::{CommandOutcome, CommandRequest, ExecuteError, ExecutorClient};
+pub use sink::SinkClient;
+pub use source::{SourceClient, SourceEvent};
+
+/// Largest message accepted from a plugin (events, command output chunks).
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// Why a plugboard plugin could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("plugin answered Describe with an error: {0}")]
+    Describe(String),
+    #[error("plugin describes itself wrongly: {0}")]
+    Invalid(#[from] DescribeError),
+}
+
+/// Options for starting one plugin process.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub start_timeout: Duration,
+    pub kill_grace: Duration,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self { start_timeout: Duration::from_secs(60), kill_grace: Duration::from_secs(2) }
+    }
+}
+
+/// A started plugboard plugin and what it said about itself.
+#[derive(Debug, Clone)]
+pub struct PluginHandle {
+    process: Arc<PluginProcess>,
+    described: Arc<Described>,
+}
+
+/// Starts the plugin at `path`, waits for it to be healthy and describes it.
+pub async fn launch(name: &str, path: &Path, options: &StartOptions) -> Result<PluginHandle, StartError> {
+    let mut cfg = LaunchConfig::new(name, path, HANDSHAKE);
+    cfg.start_timeout = options.start_timeout;
+    cfg.kill_grace = options.kill_grace;
+    let process = PluginProcess::launch(cfg).await?;
+    let mut client = PluginClient::new(process.channel());
+    let info = match tokio::time::timeout(options.start_timeout, client.describe(DescribeRequest {})).await {
+        Ok(Ok(resp)) => resp.into_inner(),
+        Ok(Err(status)) => {
+            process.shutdown().await;
+            return Err(StartError::Describe(status.message().to_owned()));
+        }
+        Err(_) => {
+            process.shutdown().await;
+            return Err(StartError::Describe("Describe timed out".into()));
+        }
+    };
+    let described = match describe::validate_info(info) {
+        Ok(d) => d,
+        Err(e) => {
+            process.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    Ok(PluginHandle { process: Arc::new(process), described: Arc::new(described) })
+}
+
+impl PluginHandle {
+    pub fn process(&self) -> &PluginProcess {
+        &self.process
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.described.info
+    }
+
+    pub fn described(&self) -> &Arc<Described> {
+        &self.described
+    }
+
+    pub fn has_kind(&self, kind: PluginKind) -> bool {
+        self.described.has_kind(kind)
+    }
+
+    pub fn source(&self) -> SourceClient {
+        SourceClient::new(self.process.channel())
+    }
+
+    pub fn executor(&self) -> ExecutorClient {
+        ExecutorClient::new(self.process.channel())
+    }
+
+    pub fn sink(&self) -> SinkClient {
+        SinkClient::new(self.process.channel())
+    }
+
+    /// Stops the process gracefully (see [`PluginProcess::shutdown`]).
+    pub async fn shutdown(&self) -> crate::launcher::ExitReason {
+        self.process.shutdown().await
+    }
+}

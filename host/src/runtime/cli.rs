@@ -1,0 +1,287 @@
+//! The `plugboard` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use plugboard_proto::plugboard::v1::CommandContext;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::config::Config;
+use super::executors::{CommandError, ExecutorPool};
+use super::plan::{self, Plan};
+use super::registry::Registry;
+use super::resolve::ResolveError;
+use super::sources::SourceSupervisor;
+
+/// plugboard: a plugin host for event-driven automation and chat-ops.
+#[derive(Debug, Parser)]
+#[command(name = "plugboard", version, about)]
+pub struct Cli {
+    /// Log filter (tracing syntax), e.g. "info" or "plugboard_host=debug".
+    #[arg(long, global = true, env = "PLUGBOARD_LOG")]
+    log_level: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Directory of plugin executables (overrides the config's plugins_dir).
+    #[arg(long, global = true, env = "PLUGBOARD_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run sources and executors; print events as CloudEvents JSON lines on stdout.
+    Run {
+        /// YAML configuration; without it, the embedded default runs.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run one command on the executor whose prefix matches, and exit with its exit code.
+    Exec {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// User name passed to the executor.
+        #[arg(long, default_value_t = default_user())]
+        user: String,
+        /// The command words, after `--`.
+        #[arg(last = true, required = true)]
+        words: Vec<String>,
+    },
+    /// List the plugins found in the plugins directory.
+    Plugins {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn default_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// Exit code for a command that could not be resolved (as a shell's "not found").
+const EXIT_UNKNOWN_COMMAND: u8 = 127;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_level.as_deref().unwrap_or(default_level), cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plugboard: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run { ref config } => run(config.as_deref(), cli.plugins_dir.as_deref()).await,
+            Command::Exec { ref config, ref user, ref words } => {
+                exec(config.as_deref(), cli.plugins_dir.as_deref(), user, words.clone()).await
+            }
+            Command::Plugins { ref config } => plugins(config.as_deref(), cli.plugins_dir.as_deref()).await,
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("plugboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `plugins` beside the plugboard executable: where `make` installs the contrib plugins.
+fn default_plugins_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("plugins")))
+        .unwrap_or_else(|| PathBuf::from("plugins"))
+}
+
+/// Loads the config (or the embedded default), discovers plugins and checks
+/// one against the other.
+async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<(Plan, Registry)> {
+    let config = match config_path {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
+    let dir = plugins_dir
+        .map(Path::to_path_buf)
+        .or_else(|| config.as_ref().and_then(|c| c.plugins_dir.clone()))
+        .unwrap_or_else(default_plugins_dir);
+    let start = config.as_ref().map(plan::start_options).unwrap_or_default();
+    let registry = Registry::discover(&dir, &start)
+        .await
+        .with_context(|| if config_path.is_none() { "run `make` first to build and install the contrib plugins".to_owned() } else { String::new() })?;
+    let (config, origin) = match config {
+        Some(c) => (c, config_path.map(Path::to_path_buf).unwrap_or_default()),
+        None => (plan::embedded_default(&registry), PathBuf::from("<embedded default>")),
+    };
+    let plan = plan::plan(&config, &registry, origin)?;
+    Ok((plan, registry))
+}
+
+async fn run(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (plan, registry) = load_plan(config, plugins_dir).await?;
+    tracing::info!(
+        plugins_dir = %registry.dir.display(),
+        sources = plan.sources.len(),
+        executors = plan.executors.len(),
+        "plugboard running"
+    );
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let (tx, rx) = mpsc::channel(1024);
+    let printer = tokio::spawn(super::output::print_events(rx));
+    let mut tasks = Vec::new();
+    for source in &plan.sources {
+        let supervisor = SourceSupervisor::new(source.clone(), plan.start.clone(), plan.restart.clone(), None);
+        tasks.push(tokio::spawn(supervisor.run(tx.clone(), shutdown.clone())));
+    }
+    drop(tx);
+    let executors = ExecutorPool::new(&plan);
+    tasks.extend(executors.supervise_all(&plan.restart, &shutdown));
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down");
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = printer.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        shutdown.cancel();
+    });
+}
+
+async fn exec(
+    config: Option<&Path>,
+    plugins_dir: Option<&Path>,
+    user: &str,
+    words: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let (plan, _registry) = load_plan(config, plugins_dir).await?;
+    let pool = ExecutorPool::new(&plan);
+    let context = CommandContext { user: user.to_owned(), channel: "terminal".into(), platform: "cli".into(), event: None };
+    let stdout = std::io::stdout();
+    let result = pool
+        .run_words(words, context, |chunk| {
+            let mut out = stdout.lock();
+            let _ = out.write_all(chunk);
+            let _ = out.flush();
+        })
+        .await;
+    pool.stop().await;
+    match result {
+        Ok((_, outcome)) => {
+            if !outcome.error.is_empty() {
+                eprintln!("plugboard: {}", outcome.error);
+            }
+            Ok(ExitCode::from(exit_code_byte(outcome.exit_code)))
+        }
+        Err(CommandError::Resolve(e @ (ResolveError::Unknown { .. } | ResolveError::Empty | ResolveError::Syntax(_)))) => {
+            eprintln!("plugboard: {e}");
+            Ok(ExitCode::from(EXIT_UNKNOWN_COMMAND))
+        }
+        Err(e) => {
+            eprintln!("plugboard: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Exit codes outside 0..=255 (negative, huge) become 1, never a false 0.
+fn exit_code_byte(code: i32) -> u8 {
+    u8::try_from(code).ok().filter(|c| *c != 0 || code == 0).unwrap_or(1)
+}
+
+async fn plugins(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match config {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
+    let dir = plugins_dir
+        .map(Path::to_path_buf)
+        .or_else(|| config.as_ref().and_then(|c| c.plugins_dir.clone()))
+        .unwrap_or_else(default_plugins_dir);
+    let start = config.as_ref().map(plan::start_options).unwrap_or_default();
+    let registry = Registry::discover(&dir, &start).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<16} {:<16} {:<10} {:<24} PATH", "NAME", "KINDS", "VERSION", "PREFIXES")?;
+    let mut broken = 0;
+    for entry in &registry.entries {
+        match &entry.described {
+            Ok(d) => writeln!(
+                out,
+                "{:<16} {:<16} {:<10} {:<24} {}",
+                d.info.name,
+                d.kinds_text(),
+                d.info.version,
+                if d.info.command_prefixes.is_empty() { "-".to_owned() } else { d.info.command_prefixes.join(",") },
+                entry.path.display()
+            )?,
+            Err(reason) => {
+                broken += 1;
+                let first_line = reason.lines().next().unwrap_or_default();
+                writeln!(out, "{:<16} {:<16} {:<10} {:<24} {}", entry.file_name, "-", "-", "-", entry.path.display())?;
+                writeln!(out, "  error: {first_line}")?;
+            }
+        }
+    }
+    if registry.entries.is_empty() {
+        writeln!(out, "(no plugins in {})", registry.dir.display())?;
+    }
+    Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_never_turn_failures_into_success() {
+        assert_eq!(exit_code_byte(0), 0);
+        assert_eq!(exit_code_byte(3), 3);
+        assert_eq!(exit_code_byte(-1), 1);
+        assert_eq!(exit_code_byte(256), 1);
+    }
+}

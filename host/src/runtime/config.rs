@@ -1,0 +1,236 @@
+//! The operator's YAML configuration: typed, unknown fields refused, errors
+//! with file, line and column.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One plugboard configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of plugin executables; relative paths are relative to the
+    /// config file. Default: `plugins` beside the plugboard executable.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
+    /// From starting a plugin to it being healthy (default 60 s).
+    #[serde(default, with = "humantime_serde")]
+    pub start_timeout: Option<Duration>,
+    /// How a plugin may take to exit after Shutdown before SIGKILL (default 2 s).
+    #[serde(default, with = "humantime_serde")]
+    pub kill_grace: Option<Duration>,
+    /// Restart backoff for crashed plugins.
+    #[serde(default)]
+    pub restart: RestartConfig,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub executors: Vec<ExecutorConfig>,
+}
+
+/// Exponential backoff with jitter between restarts of a crashed plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartConfig {
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    pub multiplier: f64,
+    /// A plugin that ran this long without failing starts again from `initial_backoff`.
+    #[serde(with = "humantime_serde")]
+    pub reset_after: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            multiplier: 2.0,
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A source instance: one plugin process streaming events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    /// The plugin's described name (or its file name in `plugins_dir`).
+    pub plugin: String,
+    /// Handed to the plugin as JSON; validated against its config schema.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// An executor instance: one plugin process answering commands.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    pub name: String,
+    pub plugin: String,
+    /// Command prefixes; default: the ones the plugin describes.
+    #[serde(default)]
+    pub prefixes: Option<Vec<String>>,
+    /// Shorthands expanded before prefix resolution, e.g. `k: kubectl`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// Per-command timeout (default 60 s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+impl Config {
+    /// Reads and parses a config file; `plugins_dir` becomes absolute.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        if let Some(dir) = &config.plugins_dir
+            && dir.is_relative()
+        {
+            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            config.plugins_dir = Some(base.join(dir));
+        }
+        Ok(config)
+    }
+
+    /// Parses YAML text; the error says where (line and column) and what.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| match e.location() {
+            Some(loc) => {
+                let message = e.to_string();
+                // yaml_serde appends " at line L column C"; say it first, once.
+                let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+                format!("line {} column {}: {message}", loc.line(), loc.column())
+            }
+            None => e.to_string(),
+        })
+    }
+
+    /// Problems that need no plugin to detect: duplicate names, bad prefixes.
+    pub fn static_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut seen = BTreeMap::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            check_name(&mut problems, &mut seen, &format!("sources[{i}]"), &s.name);
+        }
+        for (i, e) in self.executors.iter().enumerate() {
+            let at = format!("executors[{i}]");
+            check_name(&mut problems, &mut seen, &at, &e.name);
+            for p in e.prefixes.iter().flatten() {
+                if !crate::plugin::valid_prefix(p) {
+                    problems.push(format!(
+                        "{at} {:?}: prefix {p:?} must be words of letters, digits, '-', '_', '.', ':' or '/' separated by single spaces",
+                        e.name
+                    ));
+                }
+            }
+            for (alias, expansion) in &e.aliases {
+                if !crate::plugin::valid_prefix(alias) || expansion.split_whitespace().next().is_none() {
+                    problems.push(format!("{at} {:?}: alias {alias:?} -> {expansion:?} is not a valid alias", e.name));
+                }
+            }
+        }
+        if self.restart.multiplier < 1.0 || !self.restart.multiplier.is_finite() {
+            problems.push(format!("restart.multiplier must be at least 1, not {}", self.restart.multiplier));
+        }
+        problems
+    }
+}
+
+fn check_name(problems: &mut Vec<String>, seen: &mut BTreeMap<String, String>, at: &str, name: &str) {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        problems.push(format!("{at}: instance name {name:?} must be letters, digits, '-', '_' or '.'"));
+    }
+    if let Some(first) = seen.insert(name.to_owned(), at.to_owned()) {
+        problems.push(format!("{at}: instance name {name:?} is already used by {first}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::parse(
+            r#"
+plugins_dir: ./plugins
+start_timeout: 5s
+restart: { initial_backoff: 100ms, max_backoff: 10s }
+sources:
+  - name: every-second
+    plugin: tick
+    config: { interval: 1s }
+executors:
+  - name: echo
+    plugin: echo
+    prefixes: [echo, "say it"]
+    aliases: { e: echo }
+    timeout: 30s
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.start_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(c.restart.initial_backoff, Duration::from_millis(100));
+        assert_eq!(c.restart.multiplier, 2.0);
+        assert_eq!(c.sources[0].config, Some(serde_json::json!({"interval": "1s"})));
+        assert_eq!(c.executors[0].prefixes.as_deref(), Some(&["echo".to_owned(), "say it".to_owned()][..]));
+        assert_eq!(c.executors[0].aliases["e"], "echo");
+        assert!(c.static_problems().is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_line_and_column() {
+        let err = Config::parse("sources:\n  - name: a\n    plugn: tick\n").unwrap_err();
+        assert!(err.starts_with("line 2 column 5: sources[0]: unknown field `plugn`") || err.starts_with("line 3"), "{err}");
+        assert!(err.contains("unknown field `plugn`"), "{err}");
+        assert!(err.contains("expected one of"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_say_where() {
+        let err = Config::parse("start_timeout: soon\n").unwrap_err();
+        assert!(err.starts_with("line 1 column"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_and_bad_prefixes_are_reported() {
+        let c = Config::parse(
+            "sources: [{name: a, plugin: tick}]\nexecutors: [{name: a, plugin: echo, prefixes: ['bad  prefix']}]\n",
+        )
+        .unwrap();
+        let problems = c.static_problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("already used by sources[0]"), "{problems:?}");
+        assert!(problems[1].contains("prefix \"bad  prefix\""), "{problems:?}");
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_config() {
+        let c = Config::parse("\n").unwrap();
+        assert!(c.sources.is_empty());
+    }
+}

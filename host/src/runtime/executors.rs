@@ -1,0 +1,236 @@
+//! Executor instances and the command path: resolve a command to an
+//! instance, run it on that instance's plugin process with its timeout.
+//!
+//! Under `run` every instance is supervised: started at once, restarted with
+//! backoff when it dies; a command for an instance that is down gets an
+//! immediate, clear error instead of waiting. `exec` starts only the instance
+//! a command needs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use plugboard_proto::plugboard::v1::CommandContext;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::config::RestartConfig;
+use super::plan::{ExecutorPlan, Plan};
+use super::resolve::{CommandTable, ResolveError, Resolved};
+use crate::plugin::{self, CommandOutcome, CommandRequest, ExecuteError, PluginHandle, StartOptions};
+
+/// Why a command produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("executor {executor:?} is not available: {reason}")]
+    Unavailable { executor: String, reason: String },
+    #[error("executor {executor:?}: {source}")]
+    Execute { executor: String, source: ExecuteError },
+}
+
+/// The state of one executor instance's process.
+#[derive(Debug, Clone)]
+enum State {
+    Starting,
+    Ready(PluginHandle),
+    Down { reason: String, retry_in: Duration },
+    Stopped,
+}
+
+pub struct ExecutorInstance {
+    plan: ExecutorPlan,
+    config_json: Vec<u8>,
+    state: watch::Sender<State>,
+}
+
+impl ExecutorInstance {
+    fn new(plan: ExecutorPlan) -> Self {
+        let config_json = serde_json::to_vec(&plan.config).unwrap_or_default();
+        Self { plan, config_json, state: watch::Sender::new(State::Starting) }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// Keeps the instance's process running until `shutdown`.
+    async fn supervise(self: Arc<Self>, start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(restart);
+        loop {
+            self.state.send_replace(State::Starting);
+            let started = Instant::now();
+            let reason = tokio::select! {
+                launched = plugin::launch(&self.plan.name, &self.plan.path, &start) => match launched {
+                    Ok(handle) => {
+                        tracing::info!(executor = %self.plan.name, pid = handle.process().pid(), "executor started");
+                        self.state.send_replace(State::Ready(handle.clone()));
+                        tokio::select! {
+                            reason = handle.process().wait() => format!("plugin process {} exited ({reason})", handle.process().pid()),
+                            _ = shutdown.cancelled() => {
+                                self.state.send_replace(State::Stopped);
+                                handle.shutdown().await;
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => format!("cannot start plugin {:?}: {e}", self.plan.plugin.info.name),
+                },
+                _ = shutdown.cancelled() => {
+                    self.state.send_replace(State::Stopped);
+                    return;
+                }
+            };
+            let delay = backoff.next_delay(started.elapsed());
+            tracing::warn!(executor = %self.plan.name, restarts = backoff.failures(), "executor failed: {reason}; restarting in {delay:?}");
+            self.state.send_replace(State::Down { reason, retry_in: delay });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {
+                    self.state.send_replace(State::Stopped);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The running process, waiting while it starts (bounded by `start_wait`).
+    async fn ready(&self, start_wait: Duration) -> Result<PluginHandle, CommandError> {
+        let unavailable = |reason: String| CommandError::Unavailable { executor: self.plan.name.clone(), reason };
+        let mut rx = self.state.subscribe();
+        let waited = tokio::time::timeout(start_wait, rx.wait_for(|s| !matches!(s, State::Starting))).await;
+        let state = match waited {
+            Err(_) => return Err(unavailable("still starting".into())),
+            Ok(Err(_)) => return Err(unavailable("stopped".into())),
+            Ok(Ok(state)) => state.clone(),
+        };
+        match state {
+            State::Ready(handle) if handle.process().exit_reason().is_none() => Ok(handle),
+            State::Ready(handle) => Err(unavailable(format!(
+                "plugin process {} exited ({}); restarting",
+                handle.process().pid(),
+                handle.process().exit_reason().map(|r| r.to_string()).unwrap_or_default()
+            ))),
+            State::Down { reason, retry_in } => Err(unavailable(format!("{reason}; restarting in {retry_in:?}"))),
+            State::Stopped => Err(unavailable("stopped".into())),
+            State::Starting => Err(unavailable("still starting".into())),
+        }
+    }
+
+    async fn execute(
+        &self,
+        handle: &PluginHandle,
+        resolved: Resolved,
+        context: CommandContext,
+        on_output: impl FnMut(&[u8]),
+    ) -> Result<CommandOutcome, CommandError> {
+        let request = CommandRequest {
+            instance: self.plan.name.clone(),
+            config: self.config_json.clone(),
+            command: resolved.command,
+            prefix: resolved.prefix,
+            args: resolved.args,
+            context,
+        };
+        let result = handle.executor().execute(request, self.plan.timeout, on_output).await;
+        result.map_err(|source| {
+            // A process that died mid-call is reported as such, not as a transport error.
+            match handle.process().exit_reason() {
+                Some(reason) => CommandError::Unavailable {
+                    executor: self.plan.name.clone(),
+                    reason: format!("plugin process {} exited ({reason}) during the command", handle.process().pid()),
+                },
+                None => CommandError::Execute { executor: self.plan.name.clone(), source },
+            }
+        })
+    }
+}
+
+/// All executor instances of a plan and the table that picks one per command.
+pub struct ExecutorPool {
+    instances: BTreeMap<String, Arc<ExecutorInstance>>,
+    table: CommandTable,
+    start: StartOptions,
+    /// Set once [`ExecutorPool::supervise_all`] runs the instances.
+    supervised: AtomicBool,
+    /// `exec`: processes started on demand, stopped by [`ExecutorPool::stop`].
+    on_demand: tokio::sync::Mutex<BTreeMap<String, PluginHandle>>,
+}
+
+impl ExecutorPool {
+    pub fn new(plan: &Plan) -> Self {
+        let instances = plan
+            .executors
+            .iter()
+            .map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone()))))
+            .collect();
+        Self {
+            instances,
+            table: plan.table.clone(),
+            start: plan.start.clone(),
+            supervised: AtomicBool::new(false),
+            on_demand: Default::default(),
+        }
+    }
+
+    pub fn table(&self) -> &CommandTable {
+        &self.table
+    }
+
+    /// Starts and supervises every instance until `shutdown`.
+    pub fn supervise_all(&self, restart: &RestartConfig, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        self.supervised.store(true, Ordering::SeqCst);
+        self.instances
+            .values()
+            .map(|i| tokio::spawn(Arc::clone(i).supervise(self.start.clone(), restart.clone(), shutdown.clone())))
+            .collect()
+    }
+
+    /// Resolves and runs one command. Under supervision the instance must be
+    /// up; otherwise its process is started for the command.
+    pub async fn run_words(
+        &self,
+        words: Vec<String>,
+        context: CommandContext,
+        on_output: impl FnMut(&[u8]),
+    ) -> Result<(String, CommandOutcome), CommandError> {
+        let resolved = self.table.resolve(words)?;
+        let instance = self.instances.get(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
+            executor: resolved.executor.clone(),
+            reason: "no such instance".into(),
+        })?;
+        let handle = if self.supervised.load(Ordering::SeqCst) {
+            instance.ready(self.start.start_timeout).await?
+        } else {
+            self.start_on_demand(instance).await?
+        };
+        let executor = resolved.executor.clone();
+        let outcome = instance.execute(&handle, resolved, context, on_output).await?;
+        Ok((executor, outcome))
+    }
+
+    async fn start_on_demand(&self, instance: &ExecutorInstance) -> Result<PluginHandle, CommandError> {
+        let mut started = self.on_demand.lock().await;
+        if let Some(handle) = started.get(instance.name())
+            && handle.process().exit_reason().is_none()
+        {
+            return Ok(handle.clone());
+        }
+        let handle = plugin::launch(instance.name(), &instance.plan.path, &self.start).await.map_err(|e| {
+            CommandError::Unavailable { executor: instance.name().to_owned(), reason: e.to_string() }
+        })?;
+        started.insert(instance.name().to_owned(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Stops the processes started on demand.
+    pub async fn stop(&self) {
+        let started = std::mem::take(&mut *self.on_demand.lock().await);
+        for handle in started.values() {
+            handle.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! A configuration checked against the plugins that exist: which process to
+//! start for each instance, with which config, answering which prefixes.
+//! Every problem is found before anything starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plugboard_proto::plugboard::v1::PluginKind;
+
+use super::config::{Config, ConfigError, ExecutorConfig, RestartConfig, SourceConfig};
+use super::registry::Registry;
+use super::resolve::CommandTable;
+use crate::plugin::{Described, StartOptions, kind_name};
+
+/// Default time a command may run.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub name: String,
+    pub path: PathBuf,
+    pub plugin: Arc<Described>,
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutorPlan {
+    pub name: String,
+    pub path: PathBuf,
+    pub plugin: Arc<Described>,
+    pub config: serde_json::Value,
+    pub prefixes: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Everything `run`, `exec` and `plugins` need, validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub sources: Vec<SourcePlan>,
+    pub executors: Vec<ExecutorPlan>,
+    pub table: CommandTable,
+    pub start: StartOptions,
+    pub restart: RestartConfig,
+}
+
+impl Plan {
+    pub fn executor(&self, name: &str) -> Option<&ExecutorPlan> {
+        self.executors.iter().find(|e| e.name == name)
+    }
+}
+
+/// The configuration used when no `--config` is given: one `tick` source
+/// every second, and every executor found in the plugins directory.
+pub fn embedded_default(registry: &Registry) -> Config {
+    let executors = registry
+        .described()
+        .filter(|(_, d)| d.has_kind(PluginKind::Executor))
+        .map(|(_, d)| ExecutorConfig {
+            name: d.info.name.clone(),
+            plugin: d.info.name.clone(),
+            prefixes: None,
+            aliases: Default::default(),
+            config: None,
+            timeout: None,
+        })
+        .collect();
+    Config {
+        plugins_dir: Some(registry.dir.clone()),
+        sources: vec![SourceConfig {
+            name: "tick".into(),
+            plugin: "tick".into(),
+            config: Some(serde_json::json!({ "interval": "1s" })),
+        }],
+        executors,
+        ..Config::default()
+    }
+}
+
+/// Start options from the config's timeouts.
+pub fn start_options(config: &Config) -> StartOptions {
+    let defaults = StartOptions::default();
+    StartOptions {
+        start_timeout: config.start_timeout.unwrap_or(defaults.start_timeout),
+        kill_grace: config.kill_grace.unwrap_or(defaults.kill_grace),
+    }
+}
+
+/// Checks `config` against the discovered plugins. `origin` names the file
+/// (or "embedded default") in errors.
+pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Plan, ConfigError> {
+    let mut problems = config.static_problems();
+    let mut sources = Vec::new();
+    let mut executors = Vec::new();
+    let mut table = CommandTable::default();
+
+    for (i, s) in config.sources.iter().enumerate() {
+        let at = format!("sources[{i}] {:?}", s.name);
+        let Some((path, plugin)) = find_plugin(registry, &at, &s.plugin, PluginKind::Source, &mut problems) else {
+            continue;
+        };
+        let config = instance_config(&s.config);
+        check_config(&at, &plugin, &config, &mut problems);
+        sources.push(SourcePlan { name: s.name.clone(), path, plugin, config });
+    }
+
+    for (i, e) in config.executors.iter().enumerate() {
+        let at = format!("executors[{i}] {:?}", e.name);
+        let Some((path, plugin)) = find_plugin(registry, &at, &e.plugin, PluginKind::Executor, &mut problems) else {
+            continue;
+        };
+        let config = instance_config(&e.config);
+        check_config(&at, &plugin, &config, &mut problems);
+        let prefixes = e.prefixes.clone().unwrap_or_else(|| plugin.info.command_prefixes.clone());
+        if prefixes.is_empty() {
+            problems.push(format!("{at}: no command prefixes"));
+        }
+        for p in &prefixes {
+            if let Err(err) = table.add_prefix(p, &e.name) {
+                problems.push(format!("{at}: {err}"));
+            }
+        }
+        for (alias, expansion) in &e.aliases {
+            if let Err(err) = table.add_alias(alias, expansion, &e.name) {
+                problems.push(format!("{at}: {err}"));
+            }
+        }
+        executors.push(ExecutorPlan {
+            name: e.name.clone(),
+            path,
+            plugin,
+            config,
+            prefixes,
+            timeout: e.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+        });
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { path: origin, problems });
+    }
+    Ok(Plan { sources, executors, table, start: start_options(config), restart: config.restart.clone() })
+}
+
+fn instance_config(config: &Option<serde_json::Value>) -> serde_json::Value {
+    match config {
+        None | Some(serde_json::Value::Null) => serde_json::Value::Object(Default::default()),
+        Some(v) => v.clone(),
+    }
+}
+
+fn find_plugin(
+    registry: &Registry,
+    at: &str,
+    name: &str,
+    kind: PluginKind,
+    problems: &mut Vec<String>,
+) -> Option<(PathBuf, Arc<Described>)> {
+    match registry.find(name) {
+        Some((entry, described)) if described.has_kind(kind) => Some((entry.path.clone(), Arc::clone(described))),
+        Some((_, described)) => {
+            problems.push(format!(
+                "{at}: plugin {name:?} is a {} plugin, not a {}",
+                described.kinds_text(),
+                kind_name(kind)
+            ));
+            None
+        }
+        None => {
+            match registry.broken(name) {
+                Some(entry) => problems.push(format!(
+                    "{at}: plugin {name:?} ({}) could not be described: {}",
+                    entry.path.display(),
+                    entry.described.as_ref().err().map(String::as_str).unwrap_or_default()
+                )),
+                None => {
+                    let known = registry.names();
+                    problems.push(format!(
+                        "{at}: unknown plugin {name:?}; plugins in {}: {}",
+                        registry.dir.display(),
+                        if known.is_empty() { "none (run `make` to build and install the contrib plugins)".to_owned() } else { known.join(", ") }
+                    ));
+                }
+            }
+            None
+        }
+    }
+}
+
+fn check_config(at: &str, plugin: &Described, config: &serde_json::Value, problems: &mut Vec<String>) {
+    if let Err(errors) = plugin.schema.validate(config) {
+        for e in errors {
+            problems.push(format!("{at}: config rejected by plugin {:?}'s schema: {e}", plugin.info.name));
+        }
+    }
+}
