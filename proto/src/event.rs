@@ -28,9 +28,7 @@ pub enum EventError {
     Missing(&'static str),
     #[error("unsupported specversion {0:?}: only \"1.0\" is accepted")]
     SpecVersion(String),
-    #[error(
-        "invalid attribute name {0:?}: CloudEvents attribute names are lower-case ASCII letters and digits"
-    )]
+    #[error("invalid attribute name {0:?}: CloudEvents attribute names are lower-case ASCII letters and digits")]
     AttributeName(String),
     #[error("attribute {0:?} is reserved and cannot be an extension")]
     ReservedAttribute(String),
@@ -75,13 +73,10 @@ pub fn validate(event: &CloudEvent) -> Result<(), EventError> {
                 });
             }
         }
-        if let Attr::CeTimestamp(ts) = attr {
-            if DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32).is_none() || ts.nanos < 0 {
-                return Err(EventError::AttributeValue {
-                    name: name.clone(),
-                    reason: "timestamp out of range".into(),
-                });
-            }
+        if let Attr::CeTimestamp(ts) = attr
+            && (ts.nanos < 0 || DateTime::from_timestamp(ts.seconds, ts.nanos as u32).is_none())
+        {
+            return Err(EventError::AttributeValue { name: name.clone(), reason: "timestamp out of range".into() });
         }
     }
     Ok(())
@@ -164,9 +159,7 @@ impl Serialize for Json<'_> {
             match &value.attr {
                 Some(Attr::CeBoolean(b)) => map.serialize_entry(name, b)?,
                 Some(Attr::CeInteger(i)) => map.serialize_entry(name, i)?,
-                Some(Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => {
-                    map.serialize_entry(name, s)?
-                }
+                Some(Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s)) => map.serialize_entry(name, s)?,
                 Some(attr @ (Attr::CeBytes(_) | Attr::CeTimestamp(_))) => {
                     map.serialize_entry(name, &attr_text(attr))?
                 }
@@ -183,14 +176,12 @@ impl Serialize for Json<'_> {
                     None => map.serialize_entry("data", text)?,
                 }
             }
-            Some(ProtoData::BinaryData(bytes)) => map.serialize_entry(
-                "data_base64",
-                &base64::engine::general_purpose::STANDARD.encode(bytes),
-            )?,
-            Some(ProtoData::ProtoData(any)) => map.serialize_entry(
-                "data_base64",
-                &base64::engine::general_purpose::STANDARD.encode(&any.value),
-            )?,
+            Some(ProtoData::BinaryData(bytes)) => {
+                map.serialize_entry("data_base64", &base64::engine::general_purpose::STANDARD.encode(bytes))?
+            }
+            Some(ProtoData::ProtoData(any)) => {
+                map.serialize_entry("data_base64", &base64::engine::general_purpose::STANDARD.encode(&any.value))?
+            }
             None => {}
         }
         map.end()
@@ -205,8 +196,7 @@ pub fn to_json_vec(event: &CloudEvent) -> Vec<u8> {
 
 /// Parses one event in the JSON format, validating it.
 pub fn from_json_slice(bytes: &[u8]) -> Result<CloudEvent, EventError> {
-    let sdk: cloudevents::Event =
-        serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
+    let sdk: cloudevents::Event = serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
     let event = from_sdk(sdk)?;
     validate(&event)?;
     Ok(event)
@@ -216,10 +206,7 @@ pub fn from_json_slice(bytes: &[u8]) -> Result<CloudEvent, EventError> {
 pub fn batch_from_json_slice(bytes: &[u8]) -> Result<Vec<CloudEvent>, (usize, EventError)> {
     let raw: Vec<&serde_json::value::RawValue> =
         serde_json::from_slice(bytes).map_err(|e| (0, EventError::Json(e.to_string())))?;
-    raw.iter()
-        .enumerate()
-        .map(|(i, r)| from_json_slice(r.get().as_bytes()).map_err(|e| (i, e)))
-        .collect()
+    raw.iter().enumerate().map(|(i, r)| from_json_slice(r.get().as_bytes()).map_err(|e| (i, e))).collect()
 }
 
 /// Converts a cloudevents-sdk event into the protobuf form.
@@ -230,10 +217,8 @@ pub fn from_sdk(mut event: cloudevents::Event) -> Result<CloudEvent, EventError>
         attributes.insert("datacontenttype".to_owned(), string_attr(ct));
     }
     if let Some(schema) = event.dataschema() {
-        attributes.insert(
-            "dataschema".to_owned(),
-            CloudEventAttributeValue { attr: Some(Attr::CeUri(schema.to_string())) },
-        );
+        attributes
+            .insert("dataschema".to_owned(), CloudEventAttributeValue { attr: Some(Attr::CeUri(schema.to_string())) });
     }
     if let Some(subject) = event.subject() {
         attributes.insert("subject".to_owned(), string_attr(subject));
@@ -269,10 +254,7 @@ pub fn from_sdk(mut event: cloudevents::Event) -> Result<CloudEvent, EventError>
 /// Converts the protobuf form into a cloudevents-sdk event (validating it).
 pub fn to_sdk(event: &CloudEvent) -> Result<cloudevents::Event, EventError> {
     validate(event)?;
-    let mut b = EventBuilderV10::new()
-        .id(event.id.clone())
-        .source(event.source.clone())
-        .ty(event.r#type.clone());
+    let mut b = EventBuilderV10::new().id(event.id.clone()).source(event.source.clone()).ty(event.r#type.clone());
     for (name, value) in &event.attributes {
         let Some(attr) = &value.attr else { continue };
         b = match (name.as_str(), attr) {
@@ -294,15 +276,12 @@ pub fn to_sdk(event: &CloudEvent) -> Result<cloudevents::Event, EventError> {
         None => None,
         Some(ProtoData::BinaryData(bytes)) => Some(Data::Binary(bytes.clone())),
         Some(ProtoData::ProtoData(any)) => Some(Data::Binary(any.value.clone())),
-        Some(ProtoData::TextData(text)) => Some(
-            match is_json_content_type(ct.as_deref())
-                .then(|| serde_json::from_str(text).ok())
-                .flatten()
-            {
+        Some(ProtoData::TextData(text)) => {
+            Some(match is_json_content_type(ct.as_deref()).then(|| serde_json::from_str(text).ok()).flatten() {
                 Some(v) => Data::Json(v),
                 None => Data::String(text.clone()),
-            },
-        ),
+            })
+        }
     };
     if let Some(data) = data {
         let ct = ct.unwrap_or_else(|| "application/json".to_owned());
@@ -326,10 +305,7 @@ mod tests {
             "time".into(),
             timestamp_attr(DateTime::parse_from_rfc3339("2026-11-26T10:00:00.5Z").unwrap().into()),
         );
-        attributes.insert(
-            "index".into(),
-            CloudEventAttributeValue { attr: Some(Attr::CeInteger(7)) },
-        );
+        attributes.insert("index".into(), CloudEventAttributeValue { attr: Some(Attr::CeInteger(7)) });
         CloudEvent {
             id: "e-1".into(),
             source: "/plugboard/tick/t1".into(),
@@ -415,8 +391,7 @@ mod tests {
         assert!(matches!(from_json_slice(b"{"), Err(EventError::Json(_))));
         assert!(from_json_slice(br#"{"specversion":"1.0","id":"1","type":"t"}"#).is_err());
         let (index, _) =
-            batch_from_json_slice(br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{}]"#)
-                .unwrap_err();
+            batch_from_json_slice(br#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{}]"#).unwrap_err();
         assert_eq!(index, 1);
     }
 

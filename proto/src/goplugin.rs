@@ -45,11 +45,7 @@ pub struct HandshakeConfig {
 impl HandshakeConfig {
     /// The value of `PLUGIN_PROTOCOL_VERSIONS` a host offers: comma-separated, no spaces.
     pub fn protocol_versions_env(&self) -> String {
-        self.app_protocol_versions
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.app_protocol_versions.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -58,19 +54,10 @@ impl HandshakeConfig {
 /// both speak; when none is shared, our lowest, so the host reports the
 /// mismatch with both version lists. Entries that are not integers are skipped.
 pub fn negotiate_version(offered: Option<&str>, ours: &[u32]) -> u32 {
-    let offered: Vec<u32> = offered
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
+    let offered: Vec<u32> = offered.unwrap_or_default().split(',').filter_map(|v| v.trim().parse().ok()).collect();
     let mut ours_desc = ours.to_vec();
     ours_desc.sort_unstable_by(|a, b| b.cmp(a));
-    ours_desc
-        .iter()
-        .copied()
-        .find(|v| offered.contains(v))
-        .or_else(|| ours.iter().copied().min())
-        .unwrap_or(1)
+    ours_desc.iter().copied().find(|v| offered.contains(v)).or_else(|| ours.iter().copied().min()).unwrap_or(1)
 }
 
 /// Where the plugin listens.
@@ -161,10 +148,7 @@ impl HandshakeLine {
         let app_version = match fields[1].parse::<u32>() {
             Ok(v) if app_versions.contains(&v) => v,
             _ => {
-                return Err(HandshakeError::AppVersion {
-                    plugin: fields[1].to_owned(),
-                    client: app_versions.to_vec(),
-                });
+                return Err(HandshakeError::AppVersion { plugin: fields[1].to_owned(), client: app_versions.to_vec() });
             }
         };
         let address = parse_address(fields[2], fields[3])?;
@@ -177,13 +161,7 @@ impl HandshakeLine {
             Some(cert) if cert.len() > MIN_CERT_FIELD_LEN => Some(decode_cert(cert)?),
             _ => None,
         };
-        Ok(HandshakeLine {
-            core_version,
-            app_version,
-            address,
-            protocol: protocol.to_owned(),
-            server_cert,
-        })
+        Ok(HandshakeLine { core_version, app_version, address, protocol: protocol.to_owned(), server_cert })
     }
 
     /// Formats the line a plugin prints (without the trailing newline). Always six
@@ -198,10 +176,7 @@ impl HandshakeLine {
             .as_deref()
             .map(|der| base64::engine::general_purpose::STANDARD_NO_PAD.encode(der))
             .unwrap_or_default();
-        format!(
-            "{}|{}|{network}|{address}|{}|{cert}",
-            self.core_version, self.app_version, self.protocol
-        )
+        format!("{}|{}|{network}|{address}|{}|{cert}", self.core_version, self.app_version, self.protocol)
     }
 }
 
@@ -226,10 +201,7 @@ fn parse_address(network: &str, address: &str) -> Result<PluginAddress, Handshak
                 }),
             }
         }
-        other => Err(HandshakeError::Network {
-            network: other.to_owned(),
-            address: address.to_owned(),
-        }),
+        other => Err(HandshakeError::Network { network: other.to_owned(), address: address.to_owned() }),
     }
 }
 
@@ -291,53 +263,29 @@ mod tests {
     #[test]
     fn core_version_mismatch() {
         let err = HandshakeLine::parse("2|1|unix|/s|grpc|", V1).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "Incompatible core API version with plugin. Plugin version: 2, Core version: 1"
-        );
-        assert!(matches!(
-            HandshakeLine::parse("x|1|unix|/s|grpc|", V1),
-            Err(HandshakeError::CoreVersion { .. })
-        ));
+        assert_eq!(err.to_string(), "Incompatible core API version with plugin. Plugin version: 2, Core version: 1");
+        assert!(matches!(HandshakeLine::parse("x|1|unix|/s|grpc|", V1), Err(HandshakeError::CoreVersion { .. })));
     }
 
     #[test]
     fn app_version_mismatch_lists_client_versions() {
         let err = HandshakeLine::parse("1|7|unix|/s|grpc|", V1).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "Incompatible API version with plugin. Plugin version: 7, Client versions: [1]"
-        );
+        assert_eq!(err.to_string(), "Incompatible API version with plugin. Plugin version: 7, Client versions: [1]");
     }
 
     #[test]
     fn netrpc_or_missing_protocol_is_refused() {
         let err = HandshakeLine::parse("1|1|unix|/s", V1).unwrap_err();
         assert_eq!(err.to_string(), "Unsupported plugin protocol \"netrpc\". Supported: [grpc]");
-        assert!(matches!(
-            HandshakeLine::parse("1|1|unix|/s|netrpc|", V1),
-            Err(HandshakeError::Protocol { .. })
-        ));
+        assert!(matches!(HandshakeLine::parse("1|1|unix|/s|netrpc|", V1), Err(HandshakeError::Protocol { .. })));
     }
 
     #[test]
     fn bad_network_and_addresses() {
-        assert!(matches!(
-            HandshakeLine::parse("1|1|udp|/s|grpc|", V1),
-            Err(HandshakeError::Network { .. })
-        ));
-        assert!(matches!(
-            HandshakeLine::parse("1|1|tcp|nope|grpc|", V1),
-            Err(HandshakeError::Address { .. })
-        ));
-        assert!(matches!(
-            HandshakeLine::parse("1|1|tcp|:99999|grpc|", V1),
-            Err(HandshakeError::Address { .. })
-        ));
-        assert!(matches!(
-            HandshakeLine::parse("1|1|unix||grpc|", V1),
-            Err(HandshakeError::Address { .. })
-        ));
+        assert!(matches!(HandshakeLine::parse("1|1|udp|/s|grpc|", V1), Err(HandshakeError::Network { .. })));
+        assert!(matches!(HandshakeLine::parse("1|1|tcp|nope|grpc|", V1), Err(HandshakeError::Address { .. })));
+        assert!(matches!(HandshakeLine::parse("1|1|tcp|:99999|grpc|", V1), Err(HandshakeError::Address { .. })));
+        assert!(matches!(HandshakeLine::parse("1|1|unix||grpc|", V1), Err(HandshakeError::Address { .. })));
     }
 
     #[test]

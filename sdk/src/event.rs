@@ -67,9 +67,7 @@ impl EventBuilder {
 
     /// An integer extension attribute.
     pub fn extension_int(mut self, name: impl Into<String>, value: i32) -> Self {
-        self.event
-            .attributes
-            .insert(name.into(), CloudEventAttributeValue { attr: Some(Attr::CeInteger(value)) });
+        self.event.attributes.insert(name.into(), CloudEventAttributeValue { attr: Some(Attr::CeInteger(value)) });
         self
     }
 

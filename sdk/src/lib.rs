@@ -44,9 +44,9 @@ pub mod testing;
 pub use error::PluginError;
 pub use event::EventBuilder;
 pub use executor::{Command, CommandContext, Executor, Output, Reply};
-pub use plugin::Plugin;
 pub use plugboard_proto as proto;
 pub use plugboard_proto::CloudEvent;
+pub use plugin::Plugin;
 pub use sink::{Sink, SinkContext};
 pub use source::{EventSender, HttpRequest, HttpResponse, Source, SourceContext};
 pub use tonic::async_trait;
@@ -54,7 +54,7 @@ pub use tonic::async_trait;
 /// Everything a plugin's `main.rs` usually needs.
 pub mod prelude {
     pub use crate::{
-        CloudEvent, Command, CommandContext, EventBuilder, EventSender, Executor, HttpRequest,
-        HttpResponse, Output, Plugin, PluginError, Reply, Sink, SinkContext, Source, SourceContext,
+        CloudEvent, Command, CommandContext, EventBuilder, EventSender, Executor, HttpRequest, HttpResponse, Output,
+        Plugin, PluginError, Reply, Sink, SinkContext, Source, SourceContext,
     };
 }

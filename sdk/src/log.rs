@@ -19,10 +19,7 @@ pub const LOG_ENV: &str = "PLUGBOARD_PLUGIN_LOG";
 /// Installs the hclog JSON logger as the global `tracing` subscriber, once.
 pub fn init(module: &str) {
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(HclogLayer { module: module.to_owned() })
-        .try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(HclogLayer { module: module.to_owned() }).try_init();
 }
 
 /// A `tracing` layer writing hclog JSON lines to stderr.
@@ -42,10 +39,7 @@ impl HclogLayer {
         obj.insert("@level".into(), Value::String(hclog_level(level).into()));
         obj.insert("@message".into(), Value::String(message.to_owned()));
         obj.insert("@module".into(), Value::String(self.module.clone()));
-        obj.insert(
-            "@timestamp".into(),
-            Value::String(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
-        );
+        obj.insert("@timestamp".into(), Value::String(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()));
         for (k, v) in fields {
             // hclog's own keys must stay strings; never let a field shadow them.
             if !k.starts_with('@') {

@@ -28,10 +28,11 @@ impl Source for Range {
             .map_err(|e| PluginError::invalid_config(format!("interval: {e}")))?;
         let start = match ctx.resume_cursor.as_deref() {
             None => 0,
-            Some(c) => c
-                .parse::<u64>()
-                .map_err(|_| PluginError::invalid_argument(format!("resume cursor {c:?} is not an index")))?
-                + 1,
+            Some(c) => {
+                c.parse::<u64>()
+                    .map_err(|_| PluginError::invalid_argument(format!("resume cursor {c:?} is not an index")))?
+                    + 1
+            }
         };
         let source = format!("/plugboard/range/{}", ctx.instance);
         for i in start..config.limit {

@@ -96,9 +96,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_interval_is_a_config_error() {
-        let err = testing::collect_events(Tick, serde_json::json!({"interval": "soon"}), None, 1)
-            .await
-            .unwrap_err();
+        let err = testing::collect_events(Tick, serde_json::json!({"interval": "soon"}), None, 1).await.unwrap_err();
         assert!(err.to_string().contains("interval \"soon\""), "{err}");
     }
 }

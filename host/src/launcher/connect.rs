@@ -10,9 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 /// Connects to the plugin's address. `localhost` is the authority: strict
 /// HTTP/2 servers reject empty or path-like ones.
 pub(crate) async fn connect(address: &PluginAddress, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    let endpoint = Endpoint::from_static("http://localhost")
-        .connect_timeout(timeout)
-        .tcp_nodelay(true);
+    let endpoint = Endpoint::from_static("http://localhost").connect_timeout(timeout).tcp_nodelay(true);
     match address.clone() {
         PluginAddress::Unix(path) => {
             endpoint

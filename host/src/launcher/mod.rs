@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use plugboard_proto::goplugin::{self, HandshakeConfig, HandshakeError, HandshakeLine};
-use plugboard_proto::plugin::{Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient};
+use plugboard_proto::plugin::{
+    Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient,
+};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -217,6 +219,7 @@ impl PluginProcess {
             source,
         })?;
         let pid = child.id().unwrap_or_default();
+        tracing::trace!(plugin = %cfg.name, pid, elapsed = ?started_at.elapsed(), "spawned");
         let mut guard = KillOnFailure { pid, armed: true };
         let name: Arc<str> = Arc::from(cfg.name.as_str());
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -267,6 +270,7 @@ impl PluginProcess {
                 return Err(LaunchError::Timeout { timeout: cfg.start_timeout, stderr: excerpt(&tail) });
             }
         };
+        tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "handshake line read");
         let handshake = HandshakeLine::parse(&line, cfg.handshake.app_protocol_versions)
             .map_err(|error| LaunchError::Handshake { error, stderr: excerpt(&tail) })?;
 
@@ -282,10 +286,10 @@ impl PluginProcess {
             }
         };
 
-        check_health(&channel, remaining).await.map_err(|reason| LaunchError::Unhealthy {
-            reason,
-            stderr: excerpt(&tail),
-        })?;
+        tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "connected");
+        check_health(&channel, remaining)
+            .await
+            .map_err(|reason| LaunchError::Unhealthy { reason, stderr: excerpt(&tail) })?;
         mirror_stdio(channel.clone(), Arc::clone(&name));
 
         guard.armed = false;

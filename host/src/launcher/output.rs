@@ -148,8 +148,7 @@ pub(crate) fn parse_line(line: &str, state: &mut LogState) -> LogLine {
     {
         let message = obj.remove("@message");
         let level = obj.remove("@level");
-        if let (Some(serde_json::Value::String(message)), Some(serde_json::Value::String(level))) = (message, level)
-        {
+        if let (Some(serde_json::Value::String(message)), Some(serde_json::Value::String(level))) = (message, level) {
             obj.remove("@timestamp");
             let fields = obj
                 .iter()

@@ -17,7 +17,9 @@ pub enum DescribeError {
     UnknownKind(i32),
     #[error("executor declares no command prefixes")]
     NoPrefixes,
-    #[error("command prefix {0:?} is empty or has characters other than letters, digits, '-', '_', '.', ':' and single spaces")]
+    #[error(
+        "command prefix {0:?} is empty or has characters other than letters, digits, '-', '_', '.', ':' and single spaces"
+    )]
     BadPrefix(String),
     #[error("config_schema is not a valid JSON Schema: {0}")]
     Schema(String),
@@ -136,7 +138,8 @@ mod tests {
             version: "1.2.3".into(),
             kinds: vec![PluginKind::Executor as i32],
             command_prefixes: vec!["echo".into()],
-            config_schema: r#"{"type":"object","properties":{"n":{"type":"integer"}},"additionalProperties":false}"#.into(),
+            config_schema: r#"{"type":"object","properties":{"n":{"type":"integer"}},"additionalProperties":false}"#
+                .into(),
             ..Default::default()
         }
     }

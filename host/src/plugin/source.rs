@@ -38,7 +38,10 @@ impl SourceClient {
         Ok(self.inner.stream(request).await?.into_inner())
     }
 
-    pub async fn handle_external_request(&mut self, request: ExternalRequest) -> Result<ExternalResponse, tonic::Status> {
+    pub async fn handle_external_request(
+        &mut self,
+        request: ExternalRequest,
+    ) -> Result<ExternalResponse, tonic::Status> {
         Ok(self.inner.handle_external_request(request).await?.into_inner())
     }
 }

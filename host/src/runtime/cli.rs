@@ -136,9 +136,13 @@ async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> an
         .or_else(|| config.as_ref().and_then(|c| c.plugins_dir.clone()))
         .unwrap_or_else(default_plugins_dir);
     let start = config.as_ref().map(plan::start_options).unwrap_or_default();
-    let registry = Registry::discover(&dir, &start)
-        .await
-        .with_context(|| if config_path.is_none() { "run `make` first to build and install the contrib plugins".to_owned() } else { String::new() })?;
+    let registry = Registry::discover(&dir, &start).await.with_context(|| {
+        if config_path.is_none() {
+            "run `make` first to build and install the contrib plugins".to_owned()
+        } else {
+            String::new()
+        }
+    })?;
     let (config, origin) = match config {
         Some(c) => (c, config_path.map(Path::to_path_buf).unwrap_or_default()),
         None => (plan::embedded_default(&registry), PathBuf::from("<embedded default>")),
@@ -201,7 +205,8 @@ async fn exec(
 ) -> anyhow::Result<ExitCode> {
     let (plan, _registry) = load_plan(config, plugins_dir).await?;
     let pool = ExecutorPool::new(&plan);
-    let context = CommandContext { user: user.to_owned(), channel: "terminal".into(), platform: "cli".into(), event: None };
+    let context =
+        CommandContext { user: user.to_owned(), channel: "terminal".into(), platform: "cli".into(), event: None };
     let stdout = std::io::stdout();
     let result = pool
         .run_words(words, context, |chunk| {
@@ -218,7 +223,9 @@ async fn exec(
             }
             Ok(ExitCode::from(exit_code_byte(outcome.exit_code)))
         }
-        Err(CommandError::Resolve(e @ (ResolveError::Unknown { .. } | ResolveError::Empty | ResolveError::Syntax(_)))) => {
+        Err(CommandError::Resolve(
+            e @ (ResolveError::Unknown { .. } | ResolveError::Empty | ResolveError::Syntax(_)),
+        )) => {
             eprintln!("plugboard: {e}");
             Ok(ExitCode::from(EXIT_UNKNOWN_COMMAND))
         }

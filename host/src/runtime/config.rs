@@ -205,7 +205,10 @@ executors:
     #[test]
     fn unknown_fields_are_refused_with_line_and_column() {
         let err = Config::parse("sources:\n  - name: a\n    plugn: tick\n").unwrap_err();
-        assert!(err.starts_with("line 2 column 5: sources[0]: unknown field `plugn`") || err.starts_with("line 3"), "{err}");
+        assert!(
+            err.starts_with("line 2 column 5: sources[0]: unknown field `plugn`") || err.starts_with("line 3"),
+            "{err}"
+        );
         assert!(err.contains("unknown field `plugn`"), "{err}");
         assert!(err.contains("expected one of"), "{err}");
     }

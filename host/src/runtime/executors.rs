@@ -162,11 +162,8 @@ pub struct ExecutorPool {
 
 impl ExecutorPool {
     pub fn new(plan: &Plan) -> Self {
-        let instances = plan
-            .executors
-            .iter()
-            .map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone()))))
-            .collect();
+        let instances =
+            plan.executors.iter().map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone())))).collect();
         Self {
             instances,
             table: plan.table.clone(),
@@ -181,7 +178,11 @@ impl ExecutorPool {
     }
 
     /// Starts and supervises every instance until `shutdown`.
-    pub fn supervise_all(&self, restart: &RestartConfig, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn supervise_all(
+        &self,
+        restart: &RestartConfig,
+        shutdown: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         self.supervised.store(true, Ordering::SeqCst);
         self.instances
             .values()
@@ -219,9 +220,9 @@ impl ExecutorPool {
         {
             return Ok(handle.clone());
         }
-        let handle = plugin::launch(instance.name(), &instance.plan.path, &self.start).await.map_err(|e| {
-            CommandError::Unavailable { executor: instance.name().to_owned(), reason: e.to_string() }
-        })?;
+        let handle = plugin::launch(instance.name(), &instance.plan.path, &self.start)
+            .await
+            .map_err(|e| CommandError::Unavailable { executor: instance.name().to_owned(), reason: e.to_string() })?;
         started.insert(instance.name().to_owned(), handle.clone());
         Ok(handle)
     }

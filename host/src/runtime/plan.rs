@@ -177,7 +177,11 @@ fn find_plugin(
                     problems.push(format!(
                         "{at}: unknown plugin {name:?}; plugins in {}: {}",
                         registry.dir.display(),
-                        if known.is_empty() { "none (run `make` to build and install the contrib plugins)".to_owned() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none (run `make` to build and install the contrib plugins)".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
                     ));
                 }
             }

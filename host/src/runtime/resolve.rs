@@ -106,11 +106,9 @@ impl CommandTable {
                 args: words[len..].to_vec(),
                 command,
             }),
-            None => Err(ResolveError::Unknown {
-                suggestions: self.closest(&words[0]),
-                known: self.prefixes(),
-                command,
-            }),
+            None => {
+                Err(ResolveError::Unknown { suggestions: self.closest(&words[0]), known: self.prefixes(), command })
+            }
         }
     }
 
@@ -196,10 +194,7 @@ mod tests {
     fn a_prefix_claimed_twice_is_an_error() {
         let mut t = table();
         let err = t.add_prefix("kubectl", "other").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "prefix \"kubectl\" of executor \"other\" is already claimed by executor \"k8s\""
-        );
+        assert_eq!(err.to_string(), "prefix \"kubectl\" of executor \"other\" is already claimed by executor \"k8s\"");
         assert!(t.add_alias("k", "echo", "echo").is_err());
     }
 }

@@ -88,7 +88,9 @@ impl SourceSupervisor {
         let end = 'run: {
             let mut stream = match client.stream(&self.plan.name, &self.plan.config, self.cursor.as_deref()).await {
                 Ok(s) => s,
-                Err(status) => break 'run RunEnd::Failed(format!("cannot open the event stream: {}", status.message())),
+                Err(status) => {
+                    break 'run RunEnd::Failed(format!("cannot open the event stream: {}", status.message()));
+                }
             };
             loop {
                 tokio::select! {
@@ -118,7 +120,7 @@ impl SourceSupervisor {
                             // A dead process shows up here first; prefer its exit status.
                             let exited = tokio::time::timeout(Duration::from_millis(500), process.wait()).await;
                             break 'run match exited {
-                                Ok(reason) => RunEnd::Failed(format!("plugin process {} ({reason})", process.pid())),
+                                Ok(reason) => RunEnd::Failed(format!("plugin process {} exited ({reason})", process.pid())),
                                 Err(_) => RunEnd::Failed(format!("event stream failed: {}", status.message())),
                             };
                         }

@@ -63,10 +63,12 @@ pub(super) fn bind() -> io::Result<Socket> {
 fn apply_group(path: &Path, group: &str) -> io::Result<()> {
     let gid = match group.parse::<u32>() {
         Ok(gid) => nix::unistd::Gid::from_raw(gid),
-        Err(_) => nix::unistd::Group::from_name(group)
-            .map_err(io::Error::other)?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {group:?}")))?
-            .gid,
+        Err(_) => {
+            nix::unistd::Group::from_name(group)
+                .map_err(io::Error::other)?
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {group:?}")))?
+                .gid
+        }
     };
     nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::other)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))

@@ -5,17 +5,19 @@
 //! Go host built on go-plugin can run a Rust plugin, and plugboard's own
 //! [`crate::Plugin`] is a thin layer on top.
 
+mod lazy;
 mod listener;
 mod services;
 mod stdout;
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use plugboard_proto::goplugin::HandshakeConfig;
 use plugboard_proto::goplugin::{
     self, CORE_PROTOCOL_VERSION, HEALTH_SERVICE, HandshakeLine, NOT_A_PLUGIN_MESSAGE, PluginAddress,
 };
-pub use plugboard_proto::goplugin::HandshakeConfig;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -67,14 +69,10 @@ pub fn check_cookie_or_exit(handshake: &HandshakeConfig) {
 
 /// The plugin's runtime: two workers are plenty for a plugin and start fast.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| {
-            eprintln!("cannot start the async runtime: {e}");
-            std::process::exit(1)
-        })
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap_or_else(|e| {
+        eprintln!("cannot start the async runtime: {e}");
+        std::process::exit(1)
+    })
 }
 
 /// Checks the cookie, serves `routes` until the host shuts the plugin down,
@@ -98,11 +96,7 @@ pub fn serve(handshake: HandshakeConfig, routes: Routes, options: ServeOptions) 
 /// Serves `routes` plus go-plugin's internal services on a fresh Unix socket,
 /// prints the handshake line and returns once shut down. The caller checks the
 /// cookie first.
-pub async fn serve_async(
-    handshake: HandshakeConfig,
-    routes: Routes,
-    options: ServeOptions,
-) -> Result<(), ServeError> {
+pub async fn serve_async(handshake: HandshakeConfig, routes: Routes, options: ServeOptions) -> Result<(), ServeError> {
     let app_version = goplugin::negotiate_version(
         std::env::var(goplugin::env::PLUGIN_PROTOCOL_VERSIONS).ok().as_deref(),
         handshake.app_protocol_versions,
@@ -112,9 +106,7 @@ pub async fn serve_async(
     spawn_signal_handlers(shutdown.clone());
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status(HEALTH_SERVICE, tonic_health::ServingStatus::Serving)
-        .await;
+    health_reporter.set_service_status(HEALTH_SERVICE, tonic_health::ServingStatus::Serving).await;
     let stdio = services::StdioService::new(shutdown.clone());
     let stdio_feed = stdio.feed();
 
@@ -125,17 +117,11 @@ pub async fn serve_async(
         .add_service(stdio.into_server())
         .add_service(services::broker(shutdown.clone()));
     if !options.reflection.is_empty() {
-        let mut v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        let mut v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        for fds in &options.reflection {
-            v1 = v1.register_encoded_file_descriptor_set(fds);
-            v1alpha = v1alpha.register_encoded_file_descriptor_set(fds);
-        }
-        if let (Ok(v1), Ok(v1alpha)) = (v1.build_v1(), v1alpha.build_v1alpha()) {
-            router = router.add_service(v1).add_service(v1alpha);
-        }
+        let sets: Arc<[&'static [u8]]> = options.reflection.clone().into();
+        let v1_sets = Arc::clone(&sets);
+        router = router
+            .add_service(lazy::Lazy::new(move || reflection(&v1_sets).build_v1().ok()))
+            .add_service(lazy::Lazy::new(move || reflection(&sets).build_v1alpha().ok()));
     }
 
     let incoming = UnixListenerStream::new(socket.listener);
@@ -171,6 +157,14 @@ pub async fn serve_async(
     };
     drop(socket.cleanup);
     result
+}
+
+fn reflection(sets: &[&'static [u8]]) -> tonic_reflection::server::Builder<'static> {
+    sets.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+        |builder, fds| builder.register_encoded_file_descriptor_set(fds),
+    )
 }
 
 /// go-plugin plugins ignore SIGINT (a Ctrl-C in the host's terminal reaches
