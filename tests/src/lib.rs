@@ -39,6 +39,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub fn plugboard() -> Command {
     let mut cmd = Command::new(bin("plugboard"));
     cmd.env_remove("PLUGBOARD_LOG").env_remove("PLUGBOARD_PLUGINS_DIR").env_remove("RUST_LOG");
+    // Tests run in parallel: every host gets its own free port.
+    cmd.env("PLUGBOARD_LISTEN", "127.0.0.1:0");
     cmd
 }
 
@@ -249,4 +251,16 @@ pub fn event_index(event: &plugboard_proto::CloudEvent) -> u64 {
         _ => None,
     }
     .unwrap_or_else(|| panic!("event {} has no index", event.id))
+}
+
+/// The HTTP address a `--log-format json` host logged ("http listening").
+pub fn http_addr(stderr: &Lines) -> String {
+    let lines =
+        stderr.wait_until("the HTTP server to listen", DEADLINE, |l| !log_events(l, "http listening").is_empty());
+    log_events(&lines, "http listening")[0]["addr"].as_str().expect("addr field").to_owned()
+}
+
+/// A blocking HTTP client that reports every status as a response, not an error.
+pub fn http_client() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }

@@ -279,6 +279,14 @@ fn sigterm_stops_the_host_and_its_plugins_cleanly() {
     let lines = run.stderr.wait_until("the tick source", DEADLINE, |l| !log_events(l, "source started").is_empty());
     let pid = log_events(&lines, "source started")[0]["pid"].as_u64().unwrap() as u32;
     run.stdout.wait_until("an event", DEADLINE, |l| !l.is_empty());
+    let addr = http_addr(&run.stderr);
+    let mut health = http_client().get(&format!("http://{addr}/healthz")).call().unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.body_mut().read_to_string().unwrap(), "ok\n");
+    let mut missing = http_client().get(&format!("http://{addr}/nope")).call().unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = serde_json::from_str(&missing.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
     run.signal(Signal::SIGTERM);
     let status = run.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(0), "stderr:\n{}", run.stderr.text());

@@ -7,15 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use plugboard_proto::plugboard::v1::CommandContext;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
 use super::executors::{CommandError, ExecutorPool};
+use super::host::Host;
 use super::plan::{self, Plan};
 use super::registry::Registry;
 use super::resolve::ResolveError;
-use super::sources::SourceSupervisor;
 
 /// plugboard: a plugin host for event-driven automation and chat-ops.
 #[derive(Debug, Parser)]
@@ -30,6 +29,9 @@ pub struct Cli {
     /// Directory of plugin executables (overrides the config's plugins_dir).
     #[arg(long, global = true, env = "PLUGBOARD_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
+    /// HTTP listen address for `run` (overrides the config's http.listen; port 0 picks one).
+    #[arg(long, global = true, env = "PLUGBOARD_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -89,7 +91,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run { ref config } => run(config.as_deref(), cli.plugins_dir.as_deref()).await,
+            Command::Run { ref config } => run(config.as_deref(), cli.plugins_dir.as_deref(), cli.listen).await,
             Command::Exec { ref config, ref user, ref words } => {
                 exec(config.as_deref(), cli.plugins_dir.as_deref(), user, words.clone()).await
             }
@@ -126,7 +128,7 @@ fn default_plugins_dir() -> PathBuf {
 
 /// Loads the config (or the embedded default), discovers plugins and checks
 /// one against the other.
-async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<(Plan, Registry)> {
+async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<(Plan, Registry, Config)> {
     let config = match config_path {
         Some(path) => Some(Config::load(path)?),
         None => None,
@@ -148,11 +150,18 @@ async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> an
         None => (plan::embedded_default(&registry), PathBuf::from("<embedded default>")),
     };
     let plan = plan::plan(&config, &registry, origin)?;
-    Ok((plan, registry))
+    Ok((plan, registry, config))
 }
 
-async fn run(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (plan, registry) = load_plan(config, plugins_dir).await?;
+async fn run(
+    config_path: Option<&Path>,
+    plugins_dir: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let (plan, registry, mut config) = load_plan(config_path, plugins_dir).await?;
+    if let Some(listen) = listen {
+        config.http.listen = listen;
+    }
     tracing::info!(
         plugins_dir = %registry.dir.display(),
         sources = plan.sources.len(),
@@ -161,24 +170,8 @@ async fn run(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Resul
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-
-    let (tx, rx) = mpsc::channel(1024);
-    let printer = tokio::spawn(super::output::print_events(rx));
-    let mut tasks = Vec::new();
-    for source in &plan.sources {
-        let supervisor = SourceSupervisor::new(source.clone(), plan.start.clone(), plan.restart.clone(), None);
-        tasks.push(tokio::spawn(supervisor.run(tx.clone(), shutdown.clone())));
-    }
-    drop(tx);
-    let executors = ExecutorPool::new(&plan);
-    tasks.extend(executors.supervise_all(&plan.restart, &shutdown));
-
-    shutdown.cancelled().await;
-    tracing::info!("shutting down");
-    for t in tasks {
-        let _ = t.await;
-    }
-    let _ = printer.await;
+    let host = Host::start(plan, &config, shutdown).await?;
+    host.wait().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,7 +196,7 @@ async fn exec(
     user: &str,
     words: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    let (plan, _registry) = load_plan(config, plugins_dir).await?;
+    let (plan, _registry, _config) = load_plan(config, plugins_dir).await?;
     let pool = ExecutorPool::new(&plan);
     let context =
         CommandContext { user: user.to_owned(), channel: "terminal".into(), platform: "cli".into(), event: None };

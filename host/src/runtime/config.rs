@@ -24,6 +24,9 @@ pub struct Config {
     /// Restart backoff for crashed plugins.
     #[serde(default)]
     pub restart: RestartConfig,
+    /// The HTTP API server.
+    #[serde(default)]
+    pub http: super::http::HttpConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
@@ -152,6 +155,7 @@ impl Config {
                 }
             }
         }
+        problems.extend(self.http.problems());
         if self.restart.multiplier < 1.0 || !self.restart.multiplier.is_finite() {
             problems.push(format!("restart.multiplier must be at least 1, not {}", self.restart.multiplier));
         }
