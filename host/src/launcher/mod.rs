@@ -199,6 +199,18 @@ async fn wait_exited(exit: &mut watch::Receiver<Option<ExitReason>>) -> ExitReas
 impl PluginProcess {
     /// Starts the plugin and returns once it is connected and healthy.
     pub async fn launch(cfg: LaunchConfig) -> Result<Self, LaunchError> {
+        Self::launch_with(cfg, |_| async {}).await.map(|(process, ())| process)
+    }
+
+    /// Like [`PluginProcess::launch`], and runs `first_call` on the new
+    /// channel concurrently with the health check (saving a round trip at
+    /// start, e.g. for an application's describe call). Its result is
+    /// returned with the process once both are done.
+    pub async fn launch_with<F, Fut, T>(cfg: LaunchConfig, first_call: F) -> Result<(Self, T), LaunchError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
         let started_at = Instant::now();
         let deadline = started_at + cfg.start_timeout;
         let socket_dir = make_socket_dir(cfg.socket_dir_base.as_deref())?;
@@ -287,14 +299,13 @@ impl PluginProcess {
         };
 
         tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "connected");
-        check_health(&channel, remaining)
-            .await
-            .map_err(|reason| LaunchError::Unhealthy { reason, stderr: excerpt(&tail) })?;
+        let (health, first) = tokio::join!(check_health(&channel, remaining), first_call(channel.clone()));
+        health.map_err(|reason| LaunchError::Unhealthy { reason, stderr: excerpt(&tail) })?;
         mirror_stdio(channel.clone(), Arc::clone(&name));
 
         guard.armed = false;
         tracing::debug!(plugin = %name, pid, address = %handshake.address, elapsed = ?started_at.elapsed(), "plugin started");
-        Ok(Self {
+        let process = Self {
             name,
             pid,
             handshake,
@@ -305,7 +316,8 @@ impl PluginProcess {
             kill_grace: cfg.kill_grace,
             started_at,
             _socket_dir: socket_dir,
-        })
+        };
+        Ok((process, first))
     }
 
     pub fn name(&self) -> &str {

@@ -63,9 +63,13 @@ pub async fn launch(name: &str, path: &Path, options: &StartOptions) -> Result<P
     let mut cfg = LaunchConfig::new(name, path, HANDSHAKE);
     cfg.start_timeout = options.start_timeout;
     cfg.kill_grace = options.kill_grace;
-    let process = PluginProcess::launch(cfg).await?;
-    let mut client = PluginClient::new(process.channel());
-    let info = match tokio::time::timeout(options.start_timeout, client.describe(DescribeRequest {})).await {
+    let timeout = options.start_timeout;
+    // Describe travels with the launcher's health check: one round trip less at start.
+    let describe = |channel| async move {
+        tokio::time::timeout(timeout, PluginClient::new(channel).describe(DescribeRequest {})).await
+    };
+    let (process, described) = PluginProcess::launch_with(cfg, describe).await?;
+    let info = match described {
         Ok(Ok(resp)) => resp.into_inner(),
         Ok(Err(status)) => {
             process.shutdown().await;
