@@ -43,6 +43,10 @@ struct SourceConfig {
     /// Argument of the fault (exit code, byte count).
     #[serde(default)]
     arg: Option<String>,
+    /// Inject the fault only on a fresh start (no resume cursor), so a
+    /// restarted instance runs on: a one-off crash rather than a crash loop.
+    #[serde(default)]
+    once: bool,
 }
 
 fn default_interval() -> String {
@@ -64,7 +68,9 @@ impl Source for Faulty {
         };
         let source = format!("/plugboard/faulty/{}", ctx.instance);
         loop {
-            if config.fault_at == Some(index)
+            let armed = !config.once || ctx.resume_cursor.is_none();
+            if armed
+                && config.fault_at == Some(index)
                 && let Some(fault) = &config.fault
             {
                 tracing::warn!(index, fault = %fault, "injecting fault");
@@ -234,7 +240,8 @@ fn main() {
                 "interval": {"type": "string"},
                 "fault_at": {"type": "integer", "minimum": 0},
                 "fault": {"enum": ["panic", "segv", "exit", "stop-self", "hang", "hang-hard", "stall", "alloc", "oversize", "flood-stderr", "flood-stdout", "grandchild"]},
-                "arg": {"type": "string"}
+                "arg": {"type": "string"},
+                "once": {"type": "boolean"}
             },
             "additionalProperties": false
         }))
