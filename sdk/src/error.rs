@@ -29,6 +29,10 @@ impl PluginError {
     pub fn unimplemented(what: &str) -> Self {
         Self { code: tonic::Code::Unimplemented, message: format!("{what} is not implemented by this plugin") }
     }
+    /// The error a gRPC status carries.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        Self { code: status.code(), message: status.message().to_owned() }
+    }
     pub fn code(&self) -> tonic::Code {
         self.code
     }

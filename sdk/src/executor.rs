@@ -131,8 +131,15 @@ pub(crate) async fn run_to_channel(
     tx: mpsc::Sender<Result<pb::ExecuteResponse, tonic::Status>>,
 ) {
     let out = Output { tx: tx.clone() };
+    let run = std::panic::AssertUnwindSafe(executor.execute(cmd, out));
     let result = tokio::select! {
-        r = executor.execute(cmd, out) => r,
+        r = futures_util::FutureExt::catch_unwind(run) => match r {
+            Ok(r) => r,
+            Err(panic) => Err(PluginError::internal(format!(
+                "executor panicked: {}",
+                crate::source::panic_message(&panic)
+            ))),
+        },
         _ = tx.closed() => return,
     };
     let (text, result) = match result {

@@ -106,6 +106,34 @@ pub(crate) fn parse_config(bytes: &[u8]) -> Result<serde_json::Value, tonic::Sta
     serde_json::from_slice(bytes).map_err(|e| tonic::Status::invalid_argument(format!("config is not JSON: {e}")))
 }
 
+/// Runs one stream of `source` into `tx` until it ends, fails or the host
+/// goes away. Errors and panics end the stream with an error status.
+pub(crate) async fn run_stream(
+    source: Arc<dyn Source>,
+    ctx: SourceContext,
+    tx: mpsc::Sender<Result<pb::StreamResponse, tonic::Status>>,
+) {
+    let sender = EventSender::new(tx.clone());
+    // A panicking source fails its stream (the host restarts it); it must not
+    // look like a stream that ended normally. Dropping the source's future
+    // when the host goes away is how it learns of cancellation.
+    let run = std::panic::AssertUnwindSafe(source.stream(ctx, sender));
+    tokio::select! {
+        result = futures_util::FutureExt::catch_unwind(run) => {
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(tonic::Status::from(e)),
+                Err(panic) => Some(tonic::Status::internal(format!("source panicked: {}", panic_message(&panic)))),
+            };
+            if let Some(status) = error {
+                tracing::warn!(error = %status.message(), "source stream failed");
+                let _ = tx.send(Err(status)).await;
+            }
+        }
+        _ = tx.closed() => tracing::debug!("host closed the event stream"),
+    }
+}
+
 /// Serves a [`Source`] as `plugboard.v1.Source`.
 pub(crate) struct SourceService {
     pub(crate) source: Arc<dyn Source>,
@@ -132,21 +160,7 @@ impl source_server::Source for SourceService {
             resume_cursor: (!req.resume_cursor.is_empty()).then_some(req.resume_cursor),
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let source = Arc::clone(&self.source);
-        tokio::spawn(async move {
-            let sender = EventSender::new(tx.clone());
-            // Dropping the source's future when the host goes away is how it
-            // learns of cancellation.
-            tokio::select! {
-                result = source.stream(ctx, sender) => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "source stream failed");
-                        let _ = tx.send(Err(e.into())).await;
-                    }
-                }
-                _ = tx.closed() => tracing::debug!("host closed the event stream"),
-            }
-        });
+        tokio::spawn(run_stream(Arc::clone(&self.source), ctx, tx));
         // The stream ends when the plugin is told to stop, so shutdown is prompt.
         let stream = futures_util::StreamExt::take_until(
             ReceiverStream::new(rx),
@@ -176,4 +190,13 @@ impl source_server::Source for SourceService {
             events: resp.events,
         }))
     }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }

@@ -26,7 +26,7 @@ use plugboard_proto::plugboard::v1::execute_response::Response;
 use tokio::sync::mpsc;
 
 use crate::executor::{Command, CommandContext, run_to_channel};
-use crate::source::EventSender;
+use crate::source::run_stream;
 use crate::{Executor, PluginError, Source, SourceContext};
 
 /// What a command produced.
@@ -93,27 +93,56 @@ pub async fn collect_events<S: Source>(
 ) -> Result<Vec<(CloudEvent, String)>, PluginError> {
     let (tx, mut rx) = mpsc::channel(limit.max(1));
     let ctx = SourceContext { instance: "test".into(), config, resume_cursor };
-    let task = tokio::spawn(async move { source.stream(ctx, EventSender::new(tx)).await });
+    // The same code path as the gRPC adapter: errors and panics become an error.
+    let task = tokio::spawn(run_stream(Arc::new(source), ctx, tx));
     let mut events = Vec::new();
     while events.len() < limit {
         match rx.recv().await {
             Some(Ok(resp)) => events.push((resp.event.unwrap_or_default(), resp.cursor)),
-            Some(Err(status)) => return Err(PluginError::internal(status.message())),
+            Some(Err(status)) => return Err(PluginError::from_status(&status)),
             None => break,
         }
     }
     drop(rx);
-    if events.len() < limit {
-        // The stream ended: surface the source's own error, if any.
-        if let Ok(Err(e)) = task.await {
-            return Err(e);
-        }
-    } else {
-        task.abort();
-    }
+    task.abort();
     Ok(events)
 }
 
 fn shell_split(line: &str) -> Vec<String> {
     shell_words::split(line).unwrap_or_else(|_| line.split_whitespace().map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CommandContext as Ctx, EventSender, Output, Reply};
+
+    struct Panicky;
+
+    #[crate::async_trait]
+    impl Source for Panicky {
+        async fn stream(&self, _: SourceContext, _: EventSender) -> Result<(), PluginError> {
+            panic!("boom at event 3")
+        }
+    }
+
+    #[crate::async_trait]
+    impl Executor for Panicky {
+        async fn execute(&self, _: Command, _: Output) -> Result<Reply, PluginError> {
+            panic!("boom in execute")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_source_fails_its_stream_instead_of_ending_it() {
+        let err = collect_events(Panicky, serde_json::json!({}), None, 5).await.unwrap_err();
+        assert_eq!(err.message(), "source panicked: boom at event 3");
+        assert_eq!(err.code(), tonic::Code::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_executor_answers_with_an_error() {
+        let run = execute_with(Panicky, "p", "p x", serde_json::json!({}), Ctx::default()).await;
+        assert_eq!((run.exit_code, run.error.as_str()), (1, "executor panicked: boom in execute"));
+    }
 }

@@ -139,9 +139,10 @@ fn parse_size(arg: Option<&str>) -> Result<usize, PluginError> {
 async fn fault_now(fault: &str, arg: Option<&str>) -> Result<Option<Vec<u8>>, PluginError> {
     match fault {
         "panic" => panic!("faulty: injected panic"),
-        // SAFETY: raising a signal at ourselves is the point of this plugin.
+        // SAFETY: none, deliberately: a real invalid write, so the kernel
+        // delivers SIGSEGV (raise() would be swallowed by std's handler).
         "segv" => unsafe {
-            libc::raise(libc::SIGSEGV);
+            std::ptr::null_mut::<u8>().write_volatile(1);
         },
         "exit" => std::process::exit(arg.and_then(|a| a.parse().ok()).unwrap_or(3)),
         // SAFETY: as above; the host (or the test) sends SIGCONT or kills us.

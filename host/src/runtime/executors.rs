@@ -136,16 +136,25 @@ impl ExecutorInstance {
             context,
         };
         let result = handle.executor().execute(request, self.plan.timeout, on_output).await;
-        result.map_err(|source| {
-            // A process that died mid-call is reported as such, not as a transport error.
-            match handle.process().exit_reason() {
-                Some(reason) => CommandError::Unavailable {
-                    executor: self.plan.name.clone(),
-                    reason: format!("plugin process {} exited ({reason}) during the command", handle.process().pid()),
-                },
-                None => CommandError::Execute { executor: self.plan.name.clone(), source },
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(source @ ExecuteError::Timeout(_)) => {
+                Err(CommandError::Execute { executor: self.plan.name.clone(), source })
             }
-        })
+            Err(source) => {
+                // A process that died mid-call is reported as such, not as a
+                // transport error; its exit may be reaped a moment after the
+                // connection breaks.
+                let process = handle.process();
+                match tokio::time::timeout(Duration::from_millis(500), process.wait()).await {
+                    Ok(reason) => Err(CommandError::Unavailable {
+                        executor: self.plan.name.clone(),
+                        reason: format!("plugin process {} exited ({reason}) during the command", process.pid()),
+                    }),
+                    Err(_) => Err(CommandError::Execute { executor: self.plan.name.clone(), source }),
+                }
+            }
+        }
     }
 }
 
