@@ -117,6 +117,6 @@ fn a_hanging_command_times_out_and_a_crash_leaves_no_grandchild() {
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("exited (exit status 3) during the command"), "{stderr}");
     // The plugin's `sleep 3600` shared its process group, which the host killed.
-    let sleeps = processes_named("sleep").into_iter().filter(|(_, args)| args == "sleep\03600\0").count();
+    let sleeps = processes_named("sleep").into_iter().filter(|(_, args)| args == "sleep\u{0}3600\u{0}").count();
     assert_eq!(sleeps, 0, "a grandchild survived the plugin");
 }
