@@ -350,26 +350,9 @@ async fn webhook_turns_forwarded_requests_into_events_over_grpc() {
     assert!(!process_alive(pid));
 }
 
-/// A notification as Alertmanager's webhook sends it (payload version 4).
-const NOTIFICATION: &str = r#"{
-  "receiver": "plugboard",
-  "status": "firing",
-  "alerts": [
-    {"status": "firing", "labels": {"alertname": "HighLatency", "instance": "api1:8080", "severity": "page"},
-     "annotations": {"summary": "p99 over 2s"}, "startsAt": "2026-11-20T10:00:00.5Z",
-     "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph", "fingerprint": "4f6b2a1e9c3d5b70"},
-    {"status": "resolved", "labels": {"alertname": "HighLatency", "instance": "api2:8080", "severity": "page"},
-     "annotations": {"summary": "p99 over 2s"}, "startsAt": "2026-11-20T09:00:00Z",
-     "endsAt": "2026-11-20T09:45:00Z", "generatorURL": "http://prometheus:9090/graph", "fingerprint": "0a1b2c3d4e5f6071"}
-  ],
-  "groupLabels": {"alertname": "HighLatency"},
-  "commonLabels": {"alertname": "HighLatency", "severity": "page"},
-  "commonAnnotations": {"summary": "p99 over 2s"},
-  "externalURL": "http://alertmanager:9093",
-  "version": "4",
-  "groupKey": "{}:{alertname=\"HighLatency\"}",
-  "truncatedAlerts": 0
-}"#;
+/// A notification exactly as a real Alertmanager (0.25) posted it: one alert
+/// still firing, one resolved.
+const NOTIFICATION: &str = include_str!("../../contrib/alertmanager/fixtures/am-0.25-one-resolved.json");
 
 #[tokio::test]
 async fn alertmanager_turns_a_notification_into_one_event_per_alert_over_grpc() {
@@ -377,7 +360,12 @@ async fn alertmanager_turns_a_notification_into_one_event_per_alert_over_grpc() 
     let config = serde_json::json!({"token": "am-s3cret"});
     let mut source = handle.source();
     let mut stream = source.stream("am", &config, None).await.unwrap();
-    let headers = [("authorization", "Bearer am-s3cret"), ("content-type", "application/json")];
+    // The headers Alertmanager sends.
+    let headers = [
+        ("authorization", "Bearer am-s3cret"),
+        ("content-type", "application/json"),
+        ("user-agent", "Alertmanager/0.25.0"),
+    ];
 
     let resp = source.handle_external_request(request("am", &config, &headers, NOTIFICATION.as_bytes())).await.unwrap();
     assert_eq!(resp.status, 202, "{}", String::from_utf8_lossy(&resp.body));
@@ -385,8 +373,8 @@ async fn alertmanager_turns_a_notification_into_one_event_per_alert_over_grpc() 
     assert_eq!(
         ids,
         [
-            "4f6b2a1e9c3d5b70:firing:2026-11-20T10:00:00.5Z",
-            "0a1b2c3d4e5f6071:resolved:2026-11-20T09:00:00Z:2026-11-20T09:45:00Z"
+            "efb0c6c488e007da:firing:2026-11-26T17:12:28.564273172Z",
+            "db73c85864f826bb:resolved:2026-11-26T17:12:28.564273172Z:2026-11-26T17:12:29Z"
         ]
     );
     let reply: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
@@ -394,12 +382,14 @@ async fn alertmanager_turns_a_notification_into_one_event_per_alert_over_grpc() 
     let (firing, resolved) = (&resp.events[0], &resp.events[1]);
     assert_eq!(firing.r#type, "io.prometheus.alertmanager.alert.firing");
     assert_eq!(resolved.r#type, "io.prometheus.alertmanager.alert.resolved");
-    assert_eq!(subject(firing), "HighLatency");
-    let d = data(firing);
-    assert_eq!(d["alert"]["labels"]["instance"], "api1:8080");
-    assert_eq!(d["alert"]["annotations"]["summary"], "p99 over 2s");
-    assert_eq!(d["groupKey"], "{}:{alertname=\"HighLatency\"}");
-    assert_eq!(d["commonLabels"]["severity"], "page");
+    assert_eq!(subject(firing), "DiskFull");
+    let d = data(resolved);
+    assert_eq!(d["alert"]["labels"]["instance"], "db2:9100");
+    assert_eq!(d["alert"]["annotations"]["summary"], "disk / is 91% full");
+    assert_eq!(d["alert"]["endsAt"], "2026-11-26T17:12:29Z");
+    assert_eq!(d["groupKey"], "{}:{alertname=\"DiskFull\"}");
+    assert_eq!(d["commonLabels"]["severity"], "critical");
+    assert_eq!(d["receiver"], "pb");
     for event in &resp.events {
         assert!(!event_json(event).contains("am-s3cret"));
     }

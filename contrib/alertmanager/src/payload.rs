@@ -272,6 +272,33 @@ mod tests {
     }
 
     #[test]
+    fn real_alertmanager_notifications_parse_and_a_repeated_alert_keeps_its_id() {
+        let first = parse(include_bytes!("../fixtures/am-0.25-firing.json"), "/s").unwrap();
+        let ids: Vec<&str> = first.events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "efb0c6c488e007da:firing:2026-11-26T17:12:28.564273172Z",
+                "db73c85864f826bb:firing:2026-11-26T17:12:28.564273172Z"
+            ]
+        );
+        let next = parse(include_bytes!("../fixtures/am-0.25-one-resolved.json"), "/s").unwrap();
+        let ids: Vec<(&str, &str)> = next.events.iter().map(|e| (e.r#type.as_str(), e.id.as_str())).collect();
+        assert_eq!(
+            ids,
+            [
+                // Sent again while still firing: the same id, so the host stores it once.
+                (TYPE_FIRING, "efb0c6c488e007da:firing:2026-11-26T17:12:28.564273172Z"),
+                (TYPE_RESOLVED, "db73c85864f826bb:resolved:2026-11-26T17:12:28.564273172Z:2026-11-26T17:12:29Z"),
+            ]
+        );
+        let d = data(&next.events[1]);
+        assert_eq!(d["alert"]["labels"]["instance"], "db2:9100");
+        assert_eq!(d["status"], "firing", "the group's status stays beside the alert's");
+        assert_eq!(d["alert"]["status"], "resolved");
+    }
+
+    #[test]
     fn truncated_alerts_are_reported() {
         let body = r#"{"version":"4","truncatedAlerts":3,"alerts":[]}"#;
         let n = parse(body.as_bytes(), "/s").unwrap();
