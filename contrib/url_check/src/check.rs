@@ -40,8 +40,8 @@ pub fn client(settings: &Settings) -> Result<reqwest::Client, String> {
 
 pub async fn check(client: &reqwest::Client, settings: &Settings, url: &reqwest::Url, round: u64) -> Outcome {
     let method = match settings.method {
-        Method::GET => reqwest::Method::GET,
-        Method::HEAD => reqwest::Method::HEAD,
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
     };
     let started = Instant::now();
     let result = client.request(method, url.clone()).send().await;

@@ -22,10 +22,10 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum Method {
     #[default]
-    #[serde(alias = "get")]
-    GET,
-    #[serde(alias = "head")]
-    HEAD,
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    #[serde(rename = "HEAD", alias = "head")]
+    Head,
 }
 
 fn default_true() -> bool {
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(s.delay, Duration::from_millis(2500));
         assert_eq!(s.timeout, Duration::from_millis(250));
         let s = check(serde_json::json!({"urls": ["http://a/"]})).unwrap();
-        assert_eq!((s.delay, s.timeout, s.verify_ssl, s.method), (DEFAULT_DELAY, DEFAULT_TIMEOUT, true, Method::GET));
+        assert_eq!((s.delay, s.timeout, s.verify_ssl, s.method), (DEFAULT_DELAY, DEFAULT_TIMEOUT, true, Method::Get));
     }
 
     #[test]

@@ -37,7 +37,7 @@ async fn server() -> Server {
             }),
         )
         .route("/fail", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance") }))
-        .route("/slow", get(|| std::future::pending::<&'static str>()));
+        .route("/slow", get(std::future::pending::<&'static str>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
