@@ -50,7 +50,7 @@ fn schema() -> serde_json::Value {
         "type": "object",
         "properties": {
             "token": {
-                "type": "string", "minLength": 1,
+                "type": "string", "minLength": 1, "writeOnly": true,
                 "description": "require `Authorization: Bearer <token>` (compared in constant time)"
             }
         },

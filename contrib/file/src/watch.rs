@@ -49,11 +49,14 @@ pub fn start(settings: &Settings) -> Result<(Watch, mpsc::Receiver<Report>), Str
     .map_err(|e| format!("cannot start watching: {e}"))?;
     let dirs: BTreeSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(PathBuf::from)).collect();
     for dir in &dirs {
-        debouncer.watch(dir, RecursiveMode::NonRecursive).map_err(|e| {
+        let fail = |e: &dyn std::fmt::Display| {
             let of: Vec<String> =
                 files.iter().filter(|f| f.parent() == Some(dir.as_path())).map(|f| f.display().to_string()).collect();
             format!("cannot watch {} (the directory of {}): {e}", dir.display(), of.join(", "))
-        })?;
+        };
+        // notify's own message for a missing directory ("No path was found") says less.
+        std::fs::metadata(dir).map_err(|e| fail(&e))?;
+        debouncer.watch(dir, RecursiveMode::NonRecursive).map_err(|e| fail(&e))?;
     }
     Ok((Watch { _debouncer: debouncer }, rx))
 }

@@ -168,14 +168,14 @@ pub fn schema() -> serde_json::Value {
         "type": "object",
         "properties": {
             "token": {
-                "type": "string", "minLength": 1,
+                "type": "string", "minLength": 1, "writeOnly": true,
                 "description": "require `Authorization: Bearer <token>` (compared in constant time)"
             },
             "hmac": {
                 "type": "object",
                 "description": "require an HMAC signature of the raw body",
                 "properties": {
-                    "secret": {"type": "string", "minLength": 1},
+                    "secret": {"type": "string", "minLength": 1, "writeOnly": true},
                     "algorithm": {"enum": ["sha256", "sha1", "sha512"], "default": "sha256"},
                     "header": {"type": "string", "minLength": 1, "default": "x-hub-signature-256"},
                     "encoding": {"enum": ["hex", "base64"], "default": "hex"},
