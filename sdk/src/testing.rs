@@ -112,6 +112,42 @@ fn shell_split(line: &str) -> Vec<String> {
     shell_words::split(line).unwrap_or_else(|_| line.split_whitespace().map(str::to_owned).collect())
 }
 
+/// A source started with [`start_source`], read one event at a time while
+/// the test acts on the world (writes files, serves HTTP...). Dropping it
+/// stops the source, as the host closing the stream would.
+pub struct RunningSource {
+    rx: mpsc::Receiver<Result<plugboard_proto::plugboard::v1::StreamResponse, tonic::Status>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts `source` in the background with instance name `test`, on the same
+/// code path as the gRPC adapter (errors and panics end it with an error).
+pub fn start_source<S: Source>(source: S, config: serde_json::Value, resume_cursor: Option<String>) -> RunningSource {
+    let (tx, rx) = mpsc::channel(64);
+    let ctx = SourceContext { instance: "test".into(), config, resume_cursor };
+    let task = tokio::spawn(run_stream(Arc::new(source), ctx, tx));
+    RunningSource { rx, task }
+}
+
+impl RunningSource {
+    /// The next event and its cursor; `Ok(None)` once the source ended
+    /// cleanly, its error once it failed. Waits as long as it takes: wrap it
+    /// in a timeout.
+    pub async fn next(&mut self) -> Result<Option<(CloudEvent, String)>, PluginError> {
+        match self.rx.recv().await {
+            Some(Ok(resp)) => Ok(Some((resp.event.unwrap_or_default(), resp.cursor))),
+            Some(Err(status)) => Err(PluginError::from_status(&status)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Drop for RunningSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
