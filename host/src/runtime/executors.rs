@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use plugboard_proto::plugboard::v1::CommandContext;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -30,6 +30,10 @@ pub enum CommandError {
     Unavailable { executor: String, reason: String },
     #[error("executor {executor:?}: {source}")]
     Execute { executor: String, source: ExecuteError },
+    #[error("executor {executor:?} is busy: it already runs {limit} commands (its max_concurrent); try again shortly")]
+    Busy { executor: String, limit: usize },
+    #[error("command timed out after {} and was cancelled (executor {executor:?} timeout)", humantime::format_duration(*after))]
+    Timeout { executor: String, after: Duration },
 }
 
 /// The state of one executor instance's process.
@@ -45,16 +49,26 @@ pub struct ExecutorInstance {
     plan: ExecutorPlan,
     config_json: Vec<u8>,
     state: watch::Sender<State>,
+    /// Set once the process was ready: a later `Starting` is a restart,
+    /// answered at once instead of waited for.
+    was_ready: AtomicBool,
+    /// One permit per command running (`max_concurrent`).
+    slots: Arc<Semaphore>,
 }
 
 impl ExecutorInstance {
     fn new(plan: ExecutorPlan) -> Self {
         let config_json = serde_json::to_vec(&plan.config).unwrap_or_default();
-        Self { plan, config_json, state: watch::Sender::new(State::Starting) }
+        let slots = Arc::new(Semaphore::new(plan.max_concurrent.max(1)));
+        Self { plan, config_json, state: watch::Sender::new(State::Starting), was_ready: AtomicBool::new(false), slots }
     }
 
     pub fn name(&self) -> &str {
         &self.plan.name
+    }
+
+    pub fn plan(&self) -> &ExecutorPlan {
+        &self.plan
     }
 
     /// Keeps the instance's process running until `shutdown`.
@@ -66,8 +80,10 @@ impl ExecutorInstance {
             let reason = tokio::select! {
                 launched = plugin::launch(&self.plan.name, &self.plan.path, &start) => match launched {
                     Ok(handle) => {
-                        tracing::info!(executor = %self.plan.name, pid = handle.process().pid(), "executor started");
                         self.state.send_replace(State::Ready(handle.clone()));
+                        self.was_ready.store(true, Ordering::SeqCst);
+                        // Logged once commands reach it: "started" means usable.
+                        tracing::info!(executor = %self.plan.name, pid = handle.process().pid(), "executor started");
                         tokio::select! {
                             reason = handle.process().wait() => format!("plugin process {} exited ({reason})", handle.process().pid()),
                             _ = shutdown.cancelled() => {
@@ -101,6 +117,9 @@ impl ExecutorInstance {
     async fn ready(&self, start_wait: Duration) -> Result<PluginHandle, CommandError> {
         let unavailable = |reason: String| CommandError::Unavailable { executor: self.plan.name.clone(), reason };
         let mut rx = self.state.subscribe();
+        if self.was_ready.load(Ordering::SeqCst) && matches!(*rx.borrow(), State::Starting) {
+            return Err(unavailable("it crashed and is restarting; try again in a moment".into()));
+        }
         let waited = tokio::time::timeout(start_wait, rx.wait_for(|s| !matches!(s, State::Starting))).await;
         let state = match waited {
             Err(_) => return Err(unavailable("still starting".into())),
@@ -138,12 +157,17 @@ impl ExecutorInstance {
         let result = handle.executor().execute(request, self.plan.timeout, on_output).await;
         result.map_err(|source| {
             // A process that died mid-call is reported as such, not as a transport error.
-            match handle.process().exit_reason() {
-                Some(reason) => CommandError::Unavailable {
+            match (handle.process().exit_reason(), source) {
+                (_, ExecuteError::Timeout(after)) => CommandError::Timeout { executor: self.plan.name.clone(), after },
+                (Some(reason), _) => CommandError::Unavailable {
                     executor: self.plan.name.clone(),
                     reason: format!("plugin process {} exited ({reason}) during the command", handle.process().pid()),
                 },
-                None => CommandError::Execute { executor: self.plan.name.clone(), source },
+                (None, ExecuteError::Unavailable(message)) => CommandError::Unavailable {
+                    executor: self.plan.name.clone(),
+                    reason: format!("the plugin connection broke during the command ({message})"),
+                },
+                (None, source) => CommandError::Execute { executor: self.plan.name.clone(), source },
             }
         })
     }
@@ -177,6 +201,11 @@ impl ExecutorPool {
         &self.table
     }
 
+    /// The instance called `name`.
+    pub fn instance(&self, name: &str) -> Option<&Arc<ExecutorInstance>> {
+        self.instances.get(name)
+    }
+
     /// Starts and supervises every instance until `shutdown`.
     pub fn supervise_all(
         &self,
@@ -199,9 +228,24 @@ impl ExecutorPool {
         on_output: impl FnMut(&[u8]),
     ) -> Result<(String, CommandOutcome), CommandError> {
         let resolved = self.table.resolve(words)?;
+        self.run_resolved(resolved, context, on_output).await
+    }
+
+    /// Runs an already resolved command (the command service resolves
+    /// first, to check permissions). A full instance answers "busy" at once.
+    pub async fn run_resolved(
+        &self,
+        resolved: Resolved,
+        context: CommandContext,
+        on_output: impl FnMut(&[u8]),
+    ) -> Result<(String, CommandOutcome), CommandError> {
         let instance = self.instances.get(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
             executor: resolved.executor.clone(),
             reason: "no such instance".into(),
+        })?;
+        let _slot = Arc::clone(&instance.slots).try_acquire_owned().map_err(|_| CommandError::Busy {
+            executor: resolved.executor.clone(),
+            limit: instance.plan.max_concurrent,
         })?;
         let handle = if self.supervised.load(Ordering::SeqCst) {
             instance.ready(self.start.start_timeout).await?
