@@ -21,6 +21,9 @@ use super::plan::{ExecutorPlan, Plan};
 use super::resolve::{CommandTable, ResolveError, Resolved};
 use crate::plugin::{self, CommandOutcome, CommandRequest, ExecuteError, PluginHandle, StartOptions};
 
+/// How long a failed call waits for the plugin's exit to show.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
 /// Why a command produced no result.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -155,7 +158,16 @@ impl ExecutorInstance {
             context,
         };
         let result = handle.executor().execute(request, self.plan.timeout, on_output).await;
-        result.map_err(|source| {
+        let source = match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(source) => source,
+        };
+        // A broken call often arrives just before the process's exit is
+        // noticed: give the exit a moment, so a crash is reported as one.
+        if !matches!(source, ExecuteError::Timeout(_)) && handle.process().exit_reason().is_none() {
+            let _ = tokio::time::timeout(EXIT_GRACE, handle.process().wait()).await;
+        }
+        Err({
             // A process that died mid-call is reported as such, not as a transport error.
             match (handle.process().exit_reason(), source) {
                 (_, ExecuteError::Timeout(after)) => CommandError::Timeout { executor: self.plan.name.clone(), after },
