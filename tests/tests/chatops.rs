@@ -281,13 +281,21 @@ fn secret_config_values_are_masked_in_output() {
     dir.add_plugin("exec");
     let host = start_host(
         &dir,
-        "executors:\n  - name: exec\n    plugin: exec\n    config: { allow: [env, rm], env: { API_TOKEN: hunter2-very-secret } }\n",
+        "executors:\n  - name: exec\n    plugin: exec\n    config: { allow: [env, sh], env: { API_TOKEN: hunter2-very-secret } }\n",
     );
     let (status, reply) = host.command(json!({"command": "exec env"}));
     assert_eq!(status, 200, "{reply}");
     let output = reply["output"].as_str().unwrap();
     assert!(output.contains("API_TOKEN=********"), "{output}");
     assert!(!output.contains("hunter2"), "{output}");
+    // Given back in arguments: masked in the output and in the plugin's forwarded log.
+    let (_, reply) = host.command(json!({"command": "exec sh -c 'echo hunter2-very-secret >&2'"}));
+    assert_eq!(reply["output"], "********\n", "{reply}");
+    let lines = host
+        .run
+        .stderr
+        .wait_until("the plugin's log of the command", DEADLINE, |l| plugin_messages(l, "exec running").len() >= 2);
+    assert!(plugin_messages(&lines, "exec running")[1].contains("echo ******** >&2"), "{lines:?}");
     assert!(!host.run.stdout.text().contains("hunter2") && !host.run.stderr.text().contains("hunter2"));
     let (status, reply) = host.command(json!({"command": "exec cat /etc/passwd"}));
     assert_eq!(status, 200);
@@ -308,4 +316,39 @@ fn the_http_executor_prints_status_headers_and_a_capped_body() {
     assert!(output.contains("x-recorder: yes\n"), "{output}");
     assert!(output.contains("\n\n0123\n[body truncated at 4 bytes]"), "{output}");
     assert_eq!(site.next().path, "/health");
+}
+
+#[test]
+fn a_crashed_executor_waiting_to_restart_is_answered_at_once() {
+    let dir = TestDir::new();
+    dir.add_plugin("echo");
+    let host = start_host(&dir, &format!("restart: {{ initial_backoff: 1h, max_backoff: 1h }}\n{ECHO}"));
+    let pid = host.executor_pids("echo", 1)[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    host.run.stderr.wait_for("executor failed");
+    let (status, reply) = host.command(json!({"command": "echo hi"}));
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["status"], "unavailable");
+    assert_eq!(reply["exit_code"], 69);
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains(&format!("plugin process {pid} exited (killed by signal 9 (SIGKILL))")), "{error}");
+    assert!(error.contains("restarting in"), "{error}");
+}
+
+#[test]
+fn config_errors_never_show_secret_values() {
+    let dir = TestDir::new();
+    dir.add_plugin("exec");
+    let config = dir.write_config(
+        "executors:\n  - name: exec\n    plugin: exec\n    config: { allow: [env], env: { API_TOKEN: 987654321 } }\n",
+    );
+    let out = plugboard().args(["run", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("executors[0] \"exec\": config rejected by plugin \"exec\"'s schema: at /env/API_TOKEN"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("********"), "{stderr}");
+    assert!(!stderr.contains("987654321"), "{stderr}");
 }

@@ -65,6 +65,7 @@ impl Executor for Exec {
         let Some(path) = locate(&program, search) else {
             return Ok(Reply::failed(127, format!("{program:?} is allowed but not found in {search}")));
         };
+        tracing::info!(program = %path.display(), args = ?args, user = %cmd.context.user, "exec running");
         run(&path, &args, search, &config, &out).await
     }
 }

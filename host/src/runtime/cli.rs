@@ -7,18 +7,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use plugboard_proto::plugboard::v1::CommandContext;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::client::RemoteClient;
 use super::commands::http::CommandBody;
-use super::commands::{CommandService, shell};
+use super::commands::{Caller, CommandRequest, CommandService, shell};
 use super::config::Config;
-use super::executors::{CommandError, ExecutorPool};
+use super::executors::ExecutorPool;
 use super::host::Host;
 use super::plan::{self, Plan};
 use super::registry::Registry;
-use super::resolve::ResolveError;
 
 /// plugboard: a plugin host for event-driven automation and chat-ops.
 #[derive(Debug, Parser)]
@@ -98,9 +96,6 @@ enum Command {
 fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
-
-/// Exit code for a command that could not be resolved (as a shell's "not found").
-const EXIT_UNKNOWN_COMMAND: u8 = 127;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -230,41 +225,33 @@ async fn exec(
     user: &str,
     words: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    let (plan, _registry, _config) = load_plan(config, plugins_dir).await?;
-    let pool = ExecutorPool::new(&plan);
-    let context = CommandContext {
-        user: user.to_owned(),
-        channel: "terminal".into(),
-        platform: "cli".into(),
-        ..Default::default()
+    let (plan, _registry, config) = load_plan(config, plugins_dir).await?;
+    let pool = Arc::new(ExecutorPool::new(&plan));
+    // The same command service as every other surface: help, policies, limits, masking.
+    let service = CommandService::new(Arc::clone(&pool), &config.commands, None);
+    let request = CommandRequest {
+        command: shell_words::join(&words),
+        caller: Caller {
+            user: user.to_owned(),
+            channel: "terminal".into(),
+            platform: "cli".into(),
+            ..Default::default()
+        },
+        event: None,
     };
     let stdout = std::io::stdout();
-    let result = pool
-        .run_words(words, context, |chunk| {
+    let reply = service
+        .run(request, |chunk| {
             let mut out = stdout.lock();
             let _ = out.write_all(chunk);
             let _ = out.flush();
         })
         .await;
     pool.stop().await;
-    match result {
-        Ok((_, outcome)) => {
-            if !outcome.error.is_empty() {
-                eprintln!("plugboard: {}", outcome.error);
-            }
-            Ok(ExitCode::from(exit_code_byte(outcome.exit_code)))
-        }
-        Err(CommandError::Resolve(
-            e @ (ResolveError::Unknown { .. } | ResolveError::Empty | ResolveError::Syntax(_)),
-        )) => {
-            eprintln!("plugboard: {e}");
-            Ok(ExitCode::from(EXIT_UNKNOWN_COMMAND))
-        }
-        Err(e) => {
-            eprintln!("plugboard: {e}");
-            Ok(ExitCode::FAILURE)
-        }
+    if !reply.error.is_empty() {
+        eprintln!("plugboard: {}", reply.error);
     }
+    Ok(ExitCode::from(exit_code_byte(reply.exit_code)))
 }
 
 /// `exec --remote`: the command through a running host's API, output streamed.

@@ -168,7 +168,7 @@ impl Config {
             }
         }
         problems.extend(self.http.problems());
-        problems.extend(self.commands.problems(&self.http));
+        problems.extend(self.commands.problems());
         problems.extend(super::commands::automation::problems(&self.automations));
         for (i, e) in self.executors.iter().enumerate() {
             if e.max_concurrent == Some(0) || e.max_output == Some(0) {

@@ -75,7 +75,8 @@ impl ExecutorInstance {
     }
 
     /// Keeps the instance's process running until `shutdown`.
-    async fn supervise(self: Arc<Self>, start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
+    async fn supervise(self: Arc<Self>, mut start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
+        start.redact = self.plan.secrets.clone();
         let mut backoff = Backoff::new(restart);
         loop {
             self.state.send_replace(State::Starting);
@@ -276,7 +277,8 @@ impl ExecutorPool {
         {
             return Ok(handle.clone());
         }
-        let handle = plugin::launch(instance.name(), &instance.plan.path, &self.start)
+        let start = StartOptions { redact: instance.plan.secrets.clone(), ..self.start.clone() };
+        let handle = plugin::launch(instance.name(), &instance.plan.path, &start)
             .await
             .map_err(|e| CommandError::Unavailable { executor: instance.name().to_owned(), reason: e.to_string() })?;
         started.insert(instance.name().to_owned(), handle.clone());

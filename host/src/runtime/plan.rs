@@ -113,6 +113,7 @@ pub fn start_options(config: &Config) -> StartOptions {
     StartOptions {
         start_timeout: config.start_timeout.unwrap_or(defaults.start_timeout),
         kill_grace: config.kill_grace.unwrap_or(defaults.kill_grace),
+        redact: Vec::new(),
     }
 }
 

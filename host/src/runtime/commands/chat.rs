@@ -163,6 +163,12 @@ async fn slack_command(State(state): State<ChatState>, headers: HeaderMap, body:
         return ApiError::not_found("Slack slash commands are not configured (set commands.slack.signing_secret)")
             .into_response();
     };
+    // Slack checks the certificate with an unsigned `ssl_check=1` request: answer it, run nothing.
+    if serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .is_ok_and(|pairs| pairs.iter().any(|(k, v)| k == "ssl_check" && v == "1"))
+    {
+        return axum::http::StatusCode::OK.into_response();
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     if let Err(e) = verify_slack(&slack.secret, &headers, &body, now) {
         tracing::warn!(error = %e.message, "refused a Slack request");

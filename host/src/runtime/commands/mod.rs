@@ -54,7 +54,7 @@ pub struct CommandsConfig {
 }
 
 impl CommandsConfig {
-    pub fn problems(&self, _http: &super::http::HttpConfig) -> Vec<String> {
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Policy::problems(&self.policies);
         let mut need = |at: &str, secret: &SecretString| match secret.resolve() {
             Ok(Some(_)) => {}
