@@ -296,6 +296,8 @@ fn secret_config_values_are_masked_in_output() {
         .stderr
         .wait_until("the plugin's log of the command", DEADLINE, |l| plugin_messages(l, "exec running").len() >= 2);
     assert!(plugin_messages(&lines, "exec running")[1].contains("echo ******** >&2"), "{lines:?}");
+    let audit = host.events_of_type("dev.plugboard.command.executed", 2);
+    assert_eq!(audit[1]["data"]["command"], "exec sh -c 'echo ******** >&2'");
     assert!(!host.run.stdout.text().contains("hunter2") && !host.run.stderr.text().contains("hunter2"));
     let (status, reply) = host.command(json!({"command": "exec cat /etc/passwd"}));
     assert_eq!(status, 200);

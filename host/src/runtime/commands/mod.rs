@@ -173,9 +173,16 @@ impl CommandService {
         let mut reply = self.run_inner(&caller, &request.command, request.event, &mut on_output).await;
         reply.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
         if let Some(audit) = &self.audit {
-            audit.emit(audit::event(&caller, &request.command, &reply, started.elapsed())).await;
+            // A secret typed into a command is masked in the record too.
+            let command = mask_text(&request.command, self.secrets_of(reply.executor.as_deref()));
+            audit.emit(audit::event(&caller, &command, &reply, started.elapsed())).await;
         }
         reply
+    }
+
+    /// The secret config values of an executor instance.
+    pub fn secrets_of(&self, executor: Option<&str>) -> &[String] {
+        executor.and_then(|e| self.pool.instance(e)).map(|i| i.plan().secrets.as_slice()).unwrap_or_default()
     }
 
     async fn run_inner(
