@@ -40,6 +40,7 @@ test:
 bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p plugboard-host --bench plugin
+	$(CARGO) bench -p plugboard-host --bench commands
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -22,6 +22,8 @@ pub struct CommandContext {
     pub platform: String,
     /// The event that triggered the command, for automations.
     pub event: Option<CloudEvent>,
+    /// Groups the host's config puts the user in.
+    pub groups: Vec<String>,
 }
 
 /// One command to run.
@@ -111,7 +113,13 @@ pub(crate) fn command_from_request(req: pb::ExecuteRequest) -> Result<Command, t
         text: req.command,
         prefix: req.prefix,
         args: req.args,
-        context: CommandContext { user: ctx.user, channel: ctx.channel, platform: ctx.platform, event: ctx.event },
+        context: CommandContext {
+            user: ctx.user,
+            channel: ctx.channel,
+            platform: ctx.platform,
+            event: ctx.event,
+            groups: ctx.groups,
+        },
     })
 }
 

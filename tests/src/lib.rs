@@ -5,6 +5,8 @@
 //! Binaries come from the workspace build (`make test` builds them first).
 //! Every wait has a generous deadline and polls a condition: no fixed sleeps.
 
+pub mod chatops;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -48,6 +48,9 @@ pub struct LaunchConfig {
     pub kill_grace: Duration,
     /// Where the private per-launch socket directory is made (default: the temp dir).
     pub socket_dir_base: Option<PathBuf>,
+    /// Strings (secrets the plugin was given) replaced by `********` in the
+    /// plugin's forwarded log lines and error excerpts.
+    pub redact: Vec<String>,
 }
 
 impl LaunchConfig {
@@ -62,6 +65,7 @@ impl LaunchConfig {
             start_timeout: Duration::from_secs(60),
             kill_grace: Duration::from_secs(2),
             socket_dir_base: None,
+            redact: Vec::new(),
         }
     }
 }
@@ -239,7 +243,7 @@ impl PluginProcess {
         };
         let first_line = output::read_stdout(stdout, Arc::clone(&name));
         let tail = StderrTail::default();
-        output::read_stderr(stderr, Arc::clone(&name), tail.clone());
+        output::read_stderr(stderr, Arc::clone(&name), tail.clone(), cfg.redact.clone());
 
         // Exit is detected by waiting on the process, never by pipe EOF, so a
         // grandchild holding the pipes cannot hide it.

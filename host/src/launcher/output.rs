@@ -82,7 +82,12 @@ impl StderrTail {
 }
 
 /// Re-logs stderr until EOF.
-pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(stderr: R, name: Arc<str>, tail: StderrTail) {
+pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(
+    stderr: R,
+    name: Arc<str>,
+    tail: StderrTail,
+    redact: Vec<String>,
+) {
     tokio::spawn(async move {
         let mut reader = BufReader::with_capacity(MAX_LOG_LINE, stderr);
         let mut line = Vec::with_capacity(256);
@@ -98,6 +103,16 @@ pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(stderr: R, name
             if text.is_empty() {
                 continue;
             }
+            let redacted;
+            let text = if redact.iter().any(|r| !r.is_empty() && text.contains(r.as_str())) {
+                redacted = redact
+                    .iter()
+                    .filter(|r| !r.is_empty())
+                    .fold(text.to_owned(), |t, r| t.replace(r.as_str(), "********"));
+                redacted.as_str()
+            } else {
+                text
+            };
             tail.push(text);
             relog(&name, text, &mut state);
         }

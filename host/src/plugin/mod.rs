@@ -43,11 +43,13 @@ pub enum StartError {
 pub struct StartOptions {
     pub start_timeout: Duration,
     pub kill_grace: Duration,
+    /// Secrets masked in the plugin's forwarded logs.
+    pub redact: Vec<String>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { start_timeout: Duration::from_secs(60), kill_grace: Duration::from_secs(2) }
+        Self { start_timeout: Duration::from_secs(60), kill_grace: Duration::from_secs(2), redact: Vec::new() }
     }
 }
 
@@ -63,6 +65,7 @@ pub async fn launch(name: &str, path: &Path, options: &StartOptions) -> Result<P
     let mut cfg = LaunchConfig::new(name, path, HANDSHAKE);
     cfg.start_timeout = options.start_timeout;
     cfg.kill_grace = options.kill_grace;
+    cfg.redact = options.redact.clone();
     let timeout = options.start_timeout;
     // Describe travels with the launcher's health check: one round trip less at start.
     let describe = |channel| async move {

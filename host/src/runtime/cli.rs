@@ -3,18 +3,20 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use plugboard_proto::plugboard::v1::CommandContext;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::client::RemoteClient;
+use super::commands::http::CommandBody;
+use super::commands::{Caller, CommandRequest, CommandService, shell};
 use super::config::Config;
-use super::executors::{CommandError, ExecutorPool};
+use super::executors::ExecutorPool;
 use super::host::Host;
 use super::plan::{self, Plan};
 use super::registry::Registry;
-use super::resolve::ResolveError;
 
 /// plugboard: a plugin host for event-driven automation and chat-ops.
 #[derive(Debug, Parser)]
@@ -57,9 +59,32 @@ enum Command {
         /// User name passed to the executor.
         #[arg(long, default_value_t = default_user())]
         user: String,
+        /// Run the command on a running host through its API (e.g. http://127.0.0.1:8787).
+        #[arg(long, env = "PLUGBOARD_REMOTE")]
+        remote: Option<String>,
+        /// Bearer token for --remote (the host's http.token).
+        #[arg(long, env = "PLUGBOARD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// The command words, after `--`.
         #[arg(last = true, required = true)]
         words: Vec<String>,
+    },
+    /// Interactive prompt: run commands on a running host, or on an embedded one when none runs.
+    Shell {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The host's URL (default: the configured http.listen, if a host answers there).
+        #[arg(long, env = "PLUGBOARD_REMOTE")]
+        remote: Option<String>,
+        /// Bearer token for the host's API (its http.token).
+        #[arg(long, env = "PLUGBOARD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Never look for a running host: run executors in this process.
+        #[arg(long, conflicts_with = "remote")]
+        embedded: bool,
+        /// User name the commands run as.
+        #[arg(long, default_value_t = default_user())]
+        user: String,
     },
     /// List the plugins found in the plugins directory.
     Plugins {
@@ -71,9 +96,6 @@ enum Command {
 fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
-
-/// Exit code for a command that could not be resolved (as a shell's "not found").
-const EXIT_UNKNOWN_COMMAND: u8 = 127;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -92,8 +114,15 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run { ref config } => run(config.as_deref(), cli.plugins_dir.as_deref(), cli.listen).await,
-            Command::Exec { ref config, ref user, ref words } => {
+            Command::Exec { ref remote, ref token, ref user, ref words, .. } if remote.is_some() => {
+                exec_remote(remote.as_deref().unwrap_or_default(), token.clone(), user, words).await
+            }
+            Command::Exec { ref config, ref user, ref words, .. } => {
                 exec(config.as_deref(), cli.plugins_dir.as_deref(), user, words.clone()).await
+            }
+            Command::Shell { ref config, ref remote, ref token, embedded, ref user } => {
+                shell(config.as_deref(), cli.plugins_dir.as_deref(), remote.clone(), token.clone(), embedded, user)
+                    .await
             }
             Command::Plugins { ref config } => plugins(config.as_deref(), cli.plugins_dir.as_deref()).await,
         }
@@ -196,37 +225,93 @@ async fn exec(
     user: &str,
     words: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
-    let (plan, _registry, _config) = load_plan(config, plugins_dir).await?;
-    let pool = ExecutorPool::new(&plan);
-    let context =
-        CommandContext { user: user.to_owned(), channel: "terminal".into(), platform: "cli".into(), event: None };
+    let (plan, _registry, config) = load_plan(config, plugins_dir).await?;
+    let pool = Arc::new(ExecutorPool::new(&plan));
+    // The same command service as every other surface: help, policies, limits, masking.
+    let service = CommandService::new(Arc::clone(&pool), &config.commands, None);
+    let request = CommandRequest {
+        command: shell_words::join(&words),
+        caller: Caller {
+            user: user.to_owned(),
+            channel: "terminal".into(),
+            platform: "cli".into(),
+            ..Default::default()
+        },
+        event: None,
+    };
     let stdout = std::io::stdout();
-    let result = pool
-        .run_words(words, context, |chunk| {
+    let reply = service
+        .run(request, |chunk| {
             let mut out = stdout.lock();
             let _ = out.write_all(chunk);
             let _ = out.flush();
         })
         .await;
     pool.stop().await;
-    match result {
-        Ok((_, outcome)) => {
-            if !outcome.error.is_empty() {
-                eprintln!("plugboard: {}", outcome.error);
-            }
-            Ok(ExitCode::from(exit_code_byte(outcome.exit_code)))
-        }
-        Err(CommandError::Resolve(
-            e @ (ResolveError::Unknown { .. } | ResolveError::Empty | ResolveError::Syntax(_)),
-        )) => {
-            eprintln!("plugboard: {e}");
-            Ok(ExitCode::from(EXIT_UNKNOWN_COMMAND))
-        }
-        Err(e) => {
-            eprintln!("plugboard: {e}");
-            Ok(ExitCode::FAILURE)
+    if !reply.error.is_empty() {
+        eprintln!("plugboard: {}", reply.error);
+    }
+    Ok(ExitCode::from(exit_code_byte(reply.exit_code)))
+}
+
+/// `exec --remote`: the command through a running host's API, output streamed.
+async fn exec_remote(url: &str, token: Option<String>, user: &str, words: &[String]) -> anyhow::Result<ExitCode> {
+    let client = RemoteClient::new(url, token);
+    let body = CommandBody {
+        command: shell_words::join(words),
+        user: Some(user.to_owned()),
+        channel: Some("terminal".into()),
+        platform: Some("cli".into()),
+    };
+    let stdout = std::io::stdout();
+    let reply = client
+        .run(&body, |text| {
+            let mut out = stdout.lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        })
+        .await?;
+    if !reply.error.is_empty() {
+        eprintln!("plugboard: {}", reply.error);
+    }
+    Ok(ExitCode::from(exit_code_byte(reply.exit_code)))
+}
+
+async fn shell(
+    config_path: Option<&Path>,
+    plugins_dir: Option<&Path>,
+    remote: Option<String>,
+    token: Option<String>,
+    embedded: bool,
+    user: &str,
+) -> anyhow::Result<ExitCode> {
+    let identity = shell::Identity { user: user.to_owned(), channel: "terminal".into() };
+    let config = match config_path {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
+    let token = token.or_else(|| config.as_ref().and_then(|c| c.http.token.clone()));
+    if let Some(url) = remote {
+        return shell::run(shell::Backend::Remote(RemoteClient::new(&url, token)), identity)
+            .await
+            .map(|_| ExitCode::SUCCESS);
+    }
+    if !embedded {
+        let listen = config
+            .as_ref()
+            .map(|c| c.http.listen)
+            .unwrap_or_else(|| crate::runtime::http::HttpConfig::default().listen);
+        let client = RemoteClient::new(&listen.to_string(), token);
+        if client.healthy().await {
+            return shell::run(shell::Backend::Remote(client), identity).await.map(|_| ExitCode::SUCCESS);
         }
     }
+    let (plan, _registry, config) = load_plan(config_path, plugins_dir).await?;
+    let pool = Arc::new(ExecutorPool::new(&plan));
+    let service = Arc::new(CommandService::new(Arc::clone(&pool), &config.commands, None));
+    let result = shell::run(shell::Backend::Embedded(service), identity).await;
+    pool.stop().await;
+    result.map(|_| ExitCode::SUCCESS)
 }
 
 /// Exit codes outside 0..=255 (negative, huge) become 1, never a false 0.

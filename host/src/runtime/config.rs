@@ -31,6 +31,12 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub executors: Vec<ExecutorConfig>,
+    /// Chat-ops: permissions, groups, Slack and Mattermost slash commands.
+    #[serde(default)]
+    pub commands: super::commands::CommandsConfig,
+    /// Chat-ops: commands run on events (event → command → output event).
+    #[serde(default)]
+    pub automations: Vec<super::commands::automation::AutomationConfig>,
 }
 
 /// Exponential backoff with jitter between restarts of a crashed plugin.
@@ -87,6 +93,12 @@ pub struct ExecutorConfig {
     /// Per-command timeout (default 60 s).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// Commands this instance runs at once; more get a "busy" reply (default 64).
+    #[serde(default)]
+    pub max_concurrent: Option<usize>,
+    /// Output kept per command, in bytes; the rest is dropped with a notice (default 1 MiB).
+    #[serde(default)]
+    pub max_output: Option<usize>,
 }
 
 /// Why a config could not be used.
@@ -156,6 +168,16 @@ impl Config {
             }
         }
         problems.extend(self.http.problems());
+        problems.extend(self.commands.problems());
+        problems.extend(super::commands::automation::problems(&self.automations));
+        for (i, e) in self.executors.iter().enumerate() {
+            if e.max_concurrent == Some(0) || e.max_output == Some(0) {
+                problems.push(format!(
+                    "executors[{i}] {:?}: max_concurrent and max_output must be greater than zero",
+                    e.name
+                ));
+            }
+        }
         if self.restart.multiplier < 1.0 || !self.restart.multiplier.is_finite() {
             problems.push(format!("restart.multiplier must be at least 1, not {}", self.restart.multiplier));
         }

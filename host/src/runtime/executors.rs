@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use plugboard_proto::plugboard::v1::CommandContext;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -20,6 +20,9 @@ use super::config::RestartConfig;
 use super::plan::{ExecutorPlan, Plan};
 use super::resolve::{CommandTable, ResolveError, Resolved};
 use crate::plugin::{self, CommandOutcome, CommandRequest, ExecuteError, PluginHandle, StartOptions};
+
+/// How long a failed call waits for the plugin's exit to show.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// Why a command produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,10 @@ pub enum CommandError {
     Unavailable { executor: String, reason: String },
     #[error("executor {executor:?}: {source}")]
     Execute { executor: String, source: ExecuteError },
+    #[error("executor {executor:?} is busy: it already runs {limit} commands (its max_concurrent); try again shortly")]
+    Busy { executor: String, limit: usize },
+    #[error("command timed out after {} and was cancelled (executor {executor:?} timeout)", humantime::format_duration(*after))]
+    Timeout { executor: String, after: Duration },
 }
 
 /// The state of one executor instance's process.
@@ -45,20 +52,31 @@ pub struct ExecutorInstance {
     plan: ExecutorPlan,
     config_json: Vec<u8>,
     state: watch::Sender<State>,
+    /// Set once the process was ready: a later `Starting` is a restart,
+    /// answered at once instead of waited for.
+    was_ready: AtomicBool,
+    /// One permit per command running (`max_concurrent`).
+    slots: Arc<Semaphore>,
 }
 
 impl ExecutorInstance {
     fn new(plan: ExecutorPlan) -> Self {
         let config_json = serde_json::to_vec(&plan.config).unwrap_or_default();
-        Self { plan, config_json, state: watch::Sender::new(State::Starting) }
+        let slots = Arc::new(Semaphore::new(plan.max_concurrent.max(1)));
+        Self { plan, config_json, state: watch::Sender::new(State::Starting), was_ready: AtomicBool::new(false), slots }
     }
 
     pub fn name(&self) -> &str {
         &self.plan.name
     }
 
+    pub fn plan(&self) -> &ExecutorPlan {
+        &self.plan
+    }
+
     /// Keeps the instance's process running until `shutdown`.
-    async fn supervise(self: Arc<Self>, start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
+    async fn supervise(self: Arc<Self>, mut start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
+        start.redact = self.plan.secrets.clone();
         let mut backoff = Backoff::new(restart);
         loop {
             self.state.send_replace(State::Starting);
@@ -66,8 +84,10 @@ impl ExecutorInstance {
             let reason = tokio::select! {
                 launched = plugin::launch(&self.plan.name, &self.plan.path, &start) => match launched {
                     Ok(handle) => {
-                        tracing::info!(executor = %self.plan.name, pid = handle.process().pid(), "executor started");
                         self.state.send_replace(State::Ready(handle.clone()));
+                        self.was_ready.store(true, Ordering::SeqCst);
+                        // Logged once commands reach it: "started" means usable.
+                        tracing::info!(executor = %self.plan.name, pid = handle.process().pid(), "executor started");
                         tokio::select! {
                             reason = handle.process().wait() => format!("plugin process {} exited ({reason})", handle.process().pid()),
                             _ = shutdown.cancelled() => {
@@ -101,6 +121,9 @@ impl ExecutorInstance {
     async fn ready(&self, start_wait: Duration) -> Result<PluginHandle, CommandError> {
         let unavailable = |reason: String| CommandError::Unavailable { executor: self.plan.name.clone(), reason };
         let mut rx = self.state.subscribe();
+        if self.was_ready.load(Ordering::SeqCst) && matches!(*rx.borrow(), State::Starting) {
+            return Err(unavailable("it crashed and is restarting; try again in a moment".into()));
+        }
         let waited = tokio::time::timeout(start_wait, rx.wait_for(|s| !matches!(s, State::Starting))).await;
         let state = match waited {
             Err(_) => return Err(unavailable("still starting".into())),
@@ -136,25 +159,30 @@ impl ExecutorInstance {
             context,
         };
         let result = handle.executor().execute(request, self.plan.timeout, on_output).await;
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(source @ ExecuteError::Timeout(_)) => {
-                Err(CommandError::Execute { executor: self.plan.name.clone(), source })
-            }
-            Err(source) => {
-                // A process that died mid-call is reported as such, not as a
-                // transport error; its exit may be reaped a moment after the
-                // connection breaks.
-                let process = handle.process();
-                match tokio::time::timeout(Duration::from_millis(500), process.wait()).await {
-                    Ok(reason) => Err(CommandError::Unavailable {
-                        executor: self.plan.name.clone(),
-                        reason: format!("plugin process {} exited ({reason}) during the command", process.pid()),
-                    }),
-                    Err(_) => Err(CommandError::Execute { executor: self.plan.name.clone(), source }),
-                }
-            }
+        let source = match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(source) => source,
+        };
+        // A broken call often arrives just before the process's exit is
+        // noticed: give the exit a moment, so a crash is reported as one.
+        if !matches!(source, ExecuteError::Timeout(_)) && handle.process().exit_reason().is_none() {
+            let _ = tokio::time::timeout(EXIT_GRACE, handle.process().wait()).await;
         }
+        Err({
+            // A process that died mid-call is reported as such, not as a transport error.
+            match (handle.process().exit_reason(), source) {
+                (_, ExecuteError::Timeout(after)) => CommandError::Timeout { executor: self.plan.name.clone(), after },
+                (Some(reason), _) => CommandError::Unavailable {
+                    executor: self.plan.name.clone(),
+                    reason: format!("plugin process {} exited ({reason}) during the command", handle.process().pid()),
+                },
+                (None, ExecuteError::Unavailable(message)) => CommandError::Unavailable {
+                    executor: self.plan.name.clone(),
+                    reason: format!("the plugin connection broke during the command ({message})"),
+                },
+                (None, source) => CommandError::Execute { executor: self.plan.name.clone(), source },
+            }
+        })
     }
 }
 
@@ -186,6 +214,11 @@ impl ExecutorPool {
         &self.table
     }
 
+    /// The instance called `name`.
+    pub fn instance(&self, name: &str) -> Option<&Arc<ExecutorInstance>> {
+        self.instances.get(name)
+    }
+
     /// Starts and supervises every instance until `shutdown`.
     pub fn supervise_all(
         &self,
@@ -208,9 +241,24 @@ impl ExecutorPool {
         on_output: impl FnMut(&[u8]),
     ) -> Result<(String, CommandOutcome), CommandError> {
         let resolved = self.table.resolve(words)?;
+        self.run_resolved(resolved, context, on_output).await
+    }
+
+    /// Runs an already resolved command (the command service resolves
+    /// first, to check permissions). A full instance answers "busy" at once.
+    pub async fn run_resolved(
+        &self,
+        resolved: Resolved,
+        context: CommandContext,
+        on_output: impl FnMut(&[u8]),
+    ) -> Result<(String, CommandOutcome), CommandError> {
         let instance = self.instances.get(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
             executor: resolved.executor.clone(),
             reason: "no such instance".into(),
+        })?;
+        let _slot = Arc::clone(&instance.slots).try_acquire_owned().map_err(|_| CommandError::Busy {
+            executor: resolved.executor.clone(),
+            limit: instance.plan.max_concurrent,
         })?;
         let handle = if self.supervised.load(Ordering::SeqCst) {
             instance.ready(self.start.start_timeout).await?
@@ -229,7 +277,8 @@ impl ExecutorPool {
         {
             return Ok(handle.clone());
         }
-        let handle = plugin::launch(instance.name(), &instance.plan.path, &self.start)
+        let start = StartOptions { redact: instance.plan.secrets.clone(), ..self.start.clone() };
+        let handle = plugin::launch(instance.name(), &instance.plan.path, &start)
             .await
             .map_err(|e| CommandError::Unavailable { executor: instance.name().to_owned(), reason: e.to_string() })?;
         started.insert(instance.name().to_owned(), handle.clone());

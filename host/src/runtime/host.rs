@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::automation::{self, AutomationRunner};
+use super::commands::{self as chatops, CommandService};
 use super::config::Config;
 use super::executors::ExecutorPool;
 use super::host_events::HostEvents;
@@ -33,6 +35,8 @@ pub struct Host {
     pub shutdown: CancellationToken,
     pub host_events: HostEvents,
     pub executors: Arc<ExecutorPool>,
+    /// The command service every command surface shares.
+    pub commands: Arc<CommandService>,
     /// Where the HTTP server listens, when enabled.
     pub http_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
@@ -44,8 +48,16 @@ impl Host {
     pub async fn start(plan: Plan, config: &Config, shutdown: CancellationToken) -> Result<Self, HostError> {
         let plan = Arc::new(plan);
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let output = tokio::spawn(super::output::print_events(rx));
         let host_events = HostEvents::new(tx.clone());
+        let executors = Arc::new(ExecutorPool::new(&plan));
+        let commands =
+            Arc::new(CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone())));
+        // Automations see every event on its way to the output.
+        // TODO(pipeline merge): trigger them from the routes instead (AutomationRunner::trigger).
+        let runner =
+            Arc::new(AutomationRunner::new(config.automations.clone(), Arc::clone(&commands), host_events.clone()));
+        let rx = if runner.is_empty() { rx } else { automation::tap(rx, runner, shutdown.clone()) };
+        let output = tokio::spawn(super::output::print_events(rx));
 
         let mut tasks = Vec::new();
         for source in &plan.sources {
@@ -53,11 +65,14 @@ impl Host {
             tasks.push(tokio::spawn(supervisor.run(tx.clone(), shutdown.clone())));
         }
         drop(tx);
-        let executors = Arc::new(ExecutorPool::new(&plan));
         tasks.extend(executors.supervise_all(&plan.restart, &shutdown));
 
         let http_addr = if config.http.enabled {
-            let router = http::base_router();
+            let router = http::base_router().merge(chatops::http::router(
+                Arc::clone(&commands),
+                config.http.token.clone(),
+                &config.commands,
+            ));
             let (addr, task) = http::serve(&config.http, router, shutdown.clone())
                 .await
                 .map_err(|source| HostError::Listen { addr: config.http.listen, source })?;
@@ -67,7 +82,7 @@ impl Host {
         } else {
             None
         };
-        Ok(Self { plan, shutdown, host_events, executors, http_addr, tasks, output })
+        Ok(Self { plan, shutdown, host_events, executors, commands, http_addr, tasks, output })
     }
 
     /// Waits for shutdown, then for every part to stop (plugins shut down
@@ -79,6 +94,8 @@ impl Host {
             let _ = task.await;
         }
         drop(self.host_events);
+        // Commands hold a handle on the event queue (audit): let it go so the queue can close.
+        drop(self.commands);
         let _ = self.output.await;
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod executors;
 pub mod host;
@@ -13,4 +14,5 @@ pub mod output;
 pub mod plan;
 pub mod registry;
 pub mod resolve;
+pub mod secrets;
 pub mod sources;

@@ -15,6 +15,10 @@ use crate::plugin::{Described, StartOptions, kind_name};
 
 /// Default time a command may run.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default commands one executor instance runs at once.
+pub const DEFAULT_MAX_CONCURRENT: usize = 64;
+/// Default output bytes kept per command.
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct SourcePlan {
@@ -24,7 +28,7 @@ pub struct SourcePlan {
     pub config: serde_json::Value,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecutorPlan {
     pub name: String,
     pub path: PathBuf,
@@ -32,6 +36,30 @@ pub struct ExecutorPlan {
     pub config: serde_json::Value,
     pub prefixes: Vec<String>,
     pub timeout: Duration,
+    /// Commands run at once before callers get a "busy" reply.
+    pub max_concurrent: usize,
+    /// Output bytes kept per command.
+    pub max_output: usize,
+    /// Values of config fields the plugin's schema marks secret; masked in
+    /// everything the host shows.
+    pub secrets: Vec<String>,
+}
+
+/// Never prints secret config values.
+impl std::fmt::Debug for ExecutorPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config = super::secrets::mask_text(&self.config.to_string(), &self.secrets);
+        f.debug_struct("ExecutorPlan")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("plugin", &self.plugin.info.name)
+            .field("config", &config)
+            .field("prefixes", &self.prefixes)
+            .field("timeout", &self.timeout)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_output", &self.max_output)
+            .finish()
+    }
 }
 
 /// Everything `run`, `exec` and `plugins` need, validated.
@@ -63,6 +91,8 @@ pub fn embedded_default(registry: &Registry) -> Config {
             aliases: Default::default(),
             config: None,
             timeout: None,
+            max_concurrent: None,
+            max_output: None,
         })
         .collect();
     Config {
@@ -83,6 +113,7 @@ pub fn start_options(config: &Config) -> StartOptions {
     StartOptions {
         start_timeout: config.start_timeout.unwrap_or(defaults.start_timeout),
         kill_grace: config.kill_grace.unwrap_or(defaults.kill_grace),
+        redact: Vec::new(),
     }
 }
 
@@ -125,6 +156,10 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
                 problems.push(format!("{at}: {err}"));
             }
         }
+        if prefixes.iter().any(|p| p.split(' ').next() == Some(super::commands::HELP)) {
+            problems.push(format!("{at}: the prefix {:?} is built in and cannot be claimed", super::commands::HELP));
+        }
+        let secrets = super::secrets::schema_secrets(&plugin.info.config_schema, &config);
         executors.push(ExecutorPlan {
             name: e.name.clone(),
             path,
@@ -132,6 +167,9 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
             config,
             prefixes,
             timeout: e.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+            max_concurrent: e.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT),
+            max_output: e.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
+            secrets,
         });
     }
 
@@ -192,7 +230,10 @@ fn find_plugin(
 
 fn check_config(at: &str, plugin: &Described, config: &serde_json::Value, problems: &mut Vec<String>) {
     if let Err(errors) = plugin.schema.validate(config) {
+        // Schema errors quote the offending value: never a secret one.
+        let secrets = super::secrets::schema_secrets(&plugin.info.config_schema, config);
         for e in errors {
+            let e = super::secrets::mask_text(&e, &secrets);
             problems.push(format!("{at}: config rejected by plugin {:?}'s schema: {e}", plugin.info.name));
         }
     }

@@ -84,6 +84,11 @@ impl CommandTable {
         self.prefixes.iter().map(|(k, v)| (k.join(" "), v.as_str()))
     }
 
+    /// (alias, expansion) pairs, sorted by alias.
+    pub fn aliases(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.aliases.iter().map(|(k, (v, _))| (k.join(" "), v.join(" ")))
+    }
+
     /// Splits `line` like a shell and resolves it.
     pub fn resolve_line(&self, line: &str) -> Result<Resolved, ResolveError> {
         let words = shell_words::split(line).map_err(|e| ResolveError::Syntax(e.to_string()))?;

@@ -1,0 +1,333 @@
+//! Automations: an event triggers a command; its output becomes a
+//! `dev.plugboard.command.output` CloudEvent (BotKube's actions,
+//! ansible-rulebook's `run_*` actions).
+//!
+//! The command text is a minijinja template over the event (`{{ event.id }}`,
+//! `{{ event.data.field }}`); it runs as the automation's configured identity
+//! through the same command service — permissions, limits, audit — as a
+//! person's command. `once_within` throttles an automation to one run per
+//! window and grouping key (ansible-rulebook's `throttle.once_within` +
+//! `group_by_attributes`).
+//!
+//! The runner takes events through [`AutomationRunner::handle`] (every event
+//! whose type and source match `when`) or [`AutomationRunner::trigger`] (one
+//! automation by name, for a route that names it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use minijinja::{Environment, UndefinedBehavior};
+use plugboard_proto::CloudEvent;
+use plugboard_proto::event::Json;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::policy::{Caller, glob};
+use super::{CommandRequest, CommandService, audit};
+use crate::runtime::host_events::{HOST_SOURCE, HostEvents};
+use crate::runtime::sources::EmittedEvent;
+
+/// One entry of `automations:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationConfig {
+    pub name: String,
+    /// Which events trigger it (every event when empty).
+    #[serde(default)]
+    pub when: EventMatch,
+    /// The command, a minijinja template over `event`.
+    pub command: String,
+    /// The identity it runs as (policies apply to it).
+    #[serde(default = "default_user")]
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Run at most once within this window per `group_by` key.
+    #[serde(default, with = "humantime_serde")]
+    pub once_within: Option<Duration>,
+    /// Template for the throttling key (default: one key for the automation).
+    #[serde(default)]
+    pub group_by: Option<String>,
+}
+
+fn default_user() -> String {
+    "automation".into()
+}
+
+fn default_channel() -> String {
+    "automations".into()
+}
+
+/// Event selectors: globs over the event's `type` and `source`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventMatch {
+    #[serde(default)]
+    pub types: Vec<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+impl EventMatch {
+    fn matches(&self, event: &CloudEvent) -> bool {
+        let any = |patterns: &[String], value: &str| patterns.is_empty() || patterns.iter().any(|p| glob(p, value));
+        any(&self.types, &event.r#type) && any(&self.sources, &event.source)
+    }
+}
+
+/// Problems with `automations:` (bad names, templates that do not compile).
+pub fn problems(automations: &[AutomationConfig]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, a) in automations.iter().enumerate() {
+        let at = format!("automations[{i}] {:?}", a.name);
+        if a.name.is_empty() || !seen.insert(a.name.clone()) {
+            problems.push(format!("{at}: name must be non-empty and unique"));
+        }
+        let env = environment();
+        if let Err(e) = env.template_from_str(&a.command) {
+            problems.push(format!("{at}: command template: {e}"));
+        }
+        if let Some(g) = &a.group_by
+            && let Err(e) = env.template_from_str(g)
+        {
+            problems.push(format!("{at}: group_by template: {e}"));
+        }
+        if a.once_within.is_some_and(|w| w.is_zero()) {
+            problems.push(format!("{at}: once_within must be greater than zero"));
+        }
+    }
+    problems
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // A field the event lacks is an error, not an empty word in a command.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// Remembers when each (automation, key) last ran.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    last: HashMap<(usize, String), Instant>,
+}
+
+impl Throttle {
+    /// Whether a run at `now` is allowed; records it if so.
+    pub fn admit(&mut self, automation: usize, key: &str, window: Duration, now: Instant) -> bool {
+        if self.last.len() > 10_000 {
+            self.last.retain(|_, t| now.duration_since(*t) < window);
+        }
+        match self.last.get(&(automation, key.to_owned())) {
+            Some(t) if now.duration_since(*t) < window => false,
+            _ => {
+                self.last.insert((automation, key.to_owned()), now);
+                true
+            }
+        }
+    }
+}
+
+/// Runs automations for the events it is handed.
+pub struct AutomationRunner {
+    automations: Vec<AutomationConfig>,
+    env: Environment<'static>,
+    service: Arc<CommandService>,
+    events: HostEvents,
+    throttle: Mutex<Throttle>,
+}
+
+impl AutomationRunner {
+    pub fn new(automations: Vec<AutomationConfig>, service: Arc<CommandService>, events: HostEvents) -> Self {
+        let mut env = environment();
+        for (i, a) in automations.iter().enumerate() {
+            // Checked by `problems` at config time; a failure here only disables that template.
+            let _ = env.add_template_owned(format!("command-{i}"), a.command.clone());
+            if let Some(g) = &a.group_by {
+                let _ = env.add_template_owned(format!("group-{i}"), g.clone());
+            }
+        }
+        Self { automations, env, service, events, throttle: Mutex::default() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.automations.is_empty()
+    }
+
+    /// Starts every automation whose `when` matches `event`. Never waits.
+    pub fn handle(self: &Arc<Self>, event: &CloudEvent) {
+        if is_command_event(event) {
+            return; // An automation's own output must not trigger automations (no loops).
+        }
+        let mut context = None;
+        for i in 0..self.automations.len() {
+            if self.automations[i].when.matches(event) {
+                let ctx = context.get_or_insert_with(|| template_context(event));
+                self.start(i, event, ctx);
+            }
+        }
+    }
+
+    /// Starts the automation called `name` for `event` (a route naming it),
+    /// whatever its `when`. False when there is no such automation.
+    pub fn trigger(self: &Arc<Self>, name: &str, event: &CloudEvent) -> bool {
+        match self.automations.iter().position(|a| a.name == name) {
+            Some(i) => {
+                self.start(i, event, &template_context(event));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn start(self: &Arc<Self>, i: usize, event: &CloudEvent, ctx: &minijinja::Value) {
+        let a = &self.automations[i];
+        let render = |name: String| self.env.get_template(&name).and_then(|t| t.render(ctx.clone()));
+        let command = match render(format!("command-{i}")) {
+            Ok(c) if !c.trim().is_empty() => c,
+            Ok(_) => {
+                tracing::warn!(automation = %a.name, event = %event.id, "command template rendered empty; skipped");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(automation = %a.name, event = %event.id, error = %e, "cannot render the command; skipped");
+                return;
+            }
+        };
+        if let Some(window) = a.once_within {
+            let key =
+                if a.group_by.is_some() { render(format!("group-{i}")).unwrap_or_default() } else { String::new() };
+            let admitted = self.throttle.lock().map(|mut t| t.admit(i, &key, window, Instant::now())).unwrap_or(true);
+            if !admitted {
+                tracing::debug!(automation = %a.name, key, "throttled (once_within)");
+                return;
+            }
+        }
+        let runner = Arc::clone(self);
+        let trigger = event.clone();
+        tokio::spawn(async move { runner.run(i, command, trigger).await });
+    }
+
+    async fn run(&self, i: usize, command: String, trigger: CloudEvent) {
+        let a = &self.automations[i];
+        let caller = Caller {
+            user: a.user.clone(),
+            groups: a.groups.clone(),
+            channel: a.channel.clone(),
+            platform: "automation".into(),
+            ..Caller::default()
+        };
+        let trigger_ref = serde_json::json!({ "id": trigger.id, "source": trigger.source, "type": trigger.r#type });
+        let request = CommandRequest { command: command.clone(), caller: caller.clone(), event: Some(trigger) };
+        let reply = self.service.run(request, |_| {}).await;
+        let command = crate::runtime::secrets::mask_text(&command, self.service.secrets_of(reply.executor.as_deref()));
+        let data = serde_json::json!({
+            "automation": a.name,
+            "command": command,
+            "user": caller.user,
+            "channel": caller.channel,
+            "executor": reply.executor,
+            "status": reply.status,
+            "exit_code": reply.exit_code,
+            "error": reply.error,
+            "output": reply.output,
+            "duration_ms": reply.duration_ms,
+            "trigger": trigger_ref,
+        });
+        let mut event = audit::json_event(audit::OUTPUT, &data);
+        event.attributes.insert("subject".into(), plugboard_proto::event::string_attr(a.name.clone()));
+        self.events.emit(event).await;
+    }
+}
+
+/// The host's own command events (audit and output): never automation triggers.
+fn is_command_event(event: &CloudEvent) -> bool {
+    event.source == HOST_SOURCE && event.r#type.starts_with("dev.plugboard.command.")
+}
+
+/// `event` for templates: the structured-mode JSON of the event, with JSON
+/// data as an object.
+fn template_context(event: &CloudEvent) -> minijinja::Value {
+    let json = serde_json::to_value(Json(event)).unwrap_or_default();
+    minijinja::context! { event => minijinja::Value::from(minijinja::value::Serde(&json)) }
+}
+
+/// Puts the runner between the event queue and its consumer: every event
+/// passes through unchanged and is offered to the automations. On shutdown
+/// the runner is let go (it holds a sender of the same queue), so the queue
+/// can drain and close.
+pub fn tap(
+    mut rx: mpsc::Receiver<EmittedEvent>,
+    runner: Arc<AutomationRunner>,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<EmittedEvent> {
+    let (tx, out) = mpsc::channel(rx.max_capacity());
+    tokio::spawn(async move {
+        let mut runner = Some(runner);
+        loop {
+            let emitted = tokio::select! {
+                e = rx.recv() => e,
+                _ = shutdown.cancelled(), if runner.is_some() => { runner = None; continue; }
+            };
+            let Some(emitted) = emitted else { break };
+            if let Some(r) = &runner {
+                r.handle(&emitted.event);
+            }
+            if tx.send(emitted).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn once_within_admits_one_run_per_window_and_key() {
+        let mut t = Throttle::default();
+        let now = Instant::now();
+        let w = Duration::from_secs(60);
+        assert!(t.admit(0, "a", w, now));
+        assert!(!t.admit(0, "a", w, now + Duration::from_secs(59)));
+        assert!(t.admit(0, "b", w, now), "another key runs");
+        assert!(t.admit(1, "a", w, now), "another automation runs");
+        assert!(t.admit(0, "a", w, now + Duration::from_secs(60)), "a new window runs");
+    }
+
+    #[test]
+    fn templates_see_the_event_and_bad_ones_are_reported() {
+        let event = plugboard_proto::CloudEvent {
+            id: "e1".into(),
+            source: "/s".into(),
+            spec_version: "1.0".into(),
+            r#type: "t".into(),
+            attributes: [("datacontenttype".to_string(), plugboard_proto::event::string_attr("application/json"))]
+                .into(),
+            data: Some(plugboard_proto::io::cloudevents::v1::cloud_event::Data::TextData(r#"{"n": 3}"#.into())),
+        };
+        let env = environment();
+        let ctx = template_context(&event);
+        let out = env.render_str("echo {{ event.id }} {{ event.data.n }}", ctx.clone()).unwrap();
+        assert_eq!(out, "echo e1 3");
+        assert!(env.render_str("echo {{ event.nope }}", ctx.clone()).is_err());
+        let bad = AutomationConfig {
+            name: "x".into(),
+            when: EventMatch::default(),
+            command: "echo {{ oops".into(),
+            user: default_user(),
+            groups: vec![],
+            channel: default_channel(),
+            once_within: None,
+            group_by: None,
+        };
+        assert!(problems(&[bad])[0].contains("command template"));
+    }
+}
