@@ -7,9 +7,12 @@
 //! its process group). It knows nothing about sources, executors or sinks:
 //! it can host any go-plugin gRPC plugin.
 
+mod address;
+mod checksum;
 mod connect;
 mod output;
 mod spawn;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -28,6 +31,8 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
+pub use address::{AddressError, AddressPolicy};
+pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
 pub use output::StderrTail;
 
 /// How to launch one plugin process.
@@ -48,6 +53,13 @@ pub struct LaunchConfig {
     pub kill_grace: Duration,
     /// Where the private per-launch socket directory is made (default: the temp dir).
     pub socket_dir_base: Option<PathBuf>,
+    /// go-plugin AutoMTLS: mint a per-launch certificate, require the plugin's
+    /// in handshake field 6, and speak TLS pinned to it (see [`tls`]).
+    pub auto_mtls: bool,
+    /// Refuse to run the executable unless its SHA-256 is this.
+    pub sha256: Option<Sha256>,
+    /// Which announced addresses are accepted beyond the safe ones.
+    pub address_policy: AddressPolicy,
 }
 
 impl LaunchConfig {
@@ -62,6 +74,9 @@ impl LaunchConfig {
             start_timeout: Duration::from_secs(60),
             kill_grace: Duration::from_secs(2),
             socket_dir_base: None,
+            auto_mtls: false,
+            sha256: None,
+            address_policy: AddressPolicy::default(),
         }
     }
 }
@@ -131,6 +146,12 @@ pub enum LaunchError {
     Unhealthy { reason: String, stderr: StderrExcerpt },
     #[error("cannot create a socket directory: {0}")]
     SocketDir(String),
+    #[error(transparent)]
+    Checksum(#[from] ChecksumError),
+    #[error("{error}{stderr}")]
+    Address { error: AddressError, stderr: StderrExcerpt },
+    #[error("AutoMTLS: {reason}{stderr}")]
+    Tls { reason: String, stderr: StderrExcerpt },
 }
 
 /// Linux's `sun_path` holds 107 bytes plus NUL; plugins add a file name of up to 24.
@@ -144,6 +165,8 @@ pub struct PluginProcess {
     name: Arc<str>,
     pid: u32,
     handshake: HandshakeLine,
+    handshake_text: String,
+    stdout_after_handshake: Arc<std::sync::atomic::AtomicU64>,
     channel: Channel,
     exit: watch::Receiver<Option<ExitReason>>,
     stderr: StderrTail,
@@ -202,6 +225,14 @@ impl PluginProcess {
         let started_at = Instant::now();
         let deadline = started_at + cfg.start_timeout;
         let socket_dir = make_socket_dir(cfg.socket_dir_base.as_deref())?;
+        let verified = cfg.sha256.as_ref().map(|sha| VerifiedExecutable::open(&cfg.program, sha)).transpose()?;
+        let identity = match cfg.auto_mtls {
+            true => Some(tls::HostIdentity::generate().map_err(|e| LaunchError::Tls {
+                reason: e.to_string(),
+                stderr: StderrExcerpt::default(),
+            })?),
+            false => None,
+        };
 
         let mut env = vec![
             (OsString::from(cfg.handshake.magic_cookie_key), OsString::from(cfg.handshake.magic_cookie_value)),
@@ -209,10 +240,24 @@ impl PluginProcess {
             (goplugin::env::PLUGIN_MAX_PORT.into(), goplugin::env::DEFAULT_MAX_PORT.to_string().into()),
             (goplugin::env::PLUGIN_PROTOCOL_VERSIONS.into(), cfg.handshake.protocol_versions_env().into()),
             (goplugin::env::PLUGIN_UNIX_SOCKET_DIR.into(), socket_dir.path().as_os_str().to_owned()),
+            // go-plugin before 1.5 ignores PLUGIN_UNIX_SOCKET_DIR but makes its
+            // socket in TMPDIR: this keeps old Go plugins inside the private dir.
+            ("TMPDIR".into(), socket_dir.path().as_os_str().to_owned()),
         ];
+        if let Some(identity) = &identity {
+            env.push((goplugin::env::PLUGIN_CLIENT_CERT.into(), identity.cert_pem().into()));
+        }
         env.extend(cfg.env.iter().cloned());
 
-        let spec = spawn::ProcessSpec { program: &cfg.program, args: &cfg.args, inherit_env: cfg.inherit_env, env };
+        let exec_path = verified.as_ref().map(VerifiedExecutable::exec_path);
+        let spec = spawn::ProcessSpec {
+            program: exec_path.as_deref().unwrap_or(&cfg.program),
+            arg0: exec_path.is_some().then_some(cfg.program.as_os_str()),
+            keep_fd: verified.as_ref().map(VerifiedExecutable::fd),
+            args: &cfg.args,
+            inherit_env: cfg.inherit_env,
+            env,
+        };
         let mut child = spawn::spawn(spec).await.map_err(|source| LaunchError::Spawn {
             path: cfg.program.clone(),
             note: spawn_note(&source),
@@ -225,7 +270,9 @@ impl PluginProcess {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(LaunchError::NoHandshake { stderr: StderrExcerpt::default() });
         };
-        let first_line = output::read_stdout(stdout, Arc::clone(&name));
+        drop(verified);
+        let stdout_after_handshake = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let first_line = output::read_stdout(stdout, Arc::clone(&name), Arc::clone(&stdout_after_handshake));
         let tail = StderrTail::default();
         output::read_stderr(stderr, Arc::clone(&name), tail.clone());
 
@@ -273,9 +320,27 @@ impl PluginProcess {
         tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "handshake line read");
         let handshake = HandshakeLine::parse(&line, cfg.handshake.app_protocol_versions)
             .map_err(|error| LaunchError::Handshake { error, stderr: excerpt(&tail) })?;
+        address::check(&handshake.address, socket_dir.path(), cfg.address_policy)
+            .map_err(|error| LaunchError::Address { error, stderr: excerpt(&tail) })?;
+        let tls = match (&identity, &handshake.server_cert) {
+            (None, _) => None,
+            (Some(identity), Some(der)) => Some(
+                identity
+                    .client_config(der.clone())
+                    .map_err(|e| LaunchError::Tls { reason: e.to_string(), stderr: excerpt(&tail) })?,
+            ),
+            (Some(_), None) => {
+                return Err(LaunchError::Tls {
+                    reason: "the plugin was given PLUGIN_CLIENT_CERT but printed no certificate in field 6 of its \
+                             handshake line; it does not support AutoMTLS (turn automtls off for this plugin)"
+                        .into(),
+                    stderr: excerpt(&tail),
+                });
+            }
+        };
 
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-        let channel = match connect::connect(&handshake.address, remaining).await {
+        let channel = match connect::connect(&handshake.address, remaining, tls).await {
             Ok(channel) => channel,
             Err(e) => {
                 return Err(LaunchError::Connect {
@@ -298,6 +363,8 @@ impl PluginProcess {
             name,
             pid,
             handshake,
+            handshake_text: line.trim().to_owned(),
+            stdout_after_handshake,
             channel,
             exit,
             stderr: tail,
@@ -319,6 +386,17 @@ impl PluginProcess {
     /// The handshake the plugin printed (negotiated version, address...).
     pub fn handshake(&self) -> &HandshakeLine {
         &self.handshake
+    }
+
+    /// The handshake line exactly as printed (whitespace-trimmed).
+    pub fn handshake_text(&self) -> &str {
+        &self.handshake_text
+    }
+
+    /// Bytes the plugin wrote to stdout after its handshake line (drained and
+    /// dropped, as go-plugin does).
+    pub fn stdout_bytes_after_handshake(&self) -> u64 {
+        self.stdout_after_handshake.load(Ordering::Relaxed)
     }
 
     /// The gRPC channel to the plugin; cheap to clone.
