@@ -119,8 +119,14 @@ struct PinnedServerCert {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-#[derive(Debug)]
+// rustls shows this error with `{:?}`: make that the readable text.
 struct NotThePinnedCertificate;
+
+impl std::fmt::Debug for NotThePinnedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 impl std::fmt::Display for NotThePinnedCertificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

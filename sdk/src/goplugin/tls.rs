@@ -83,8 +83,14 @@ struct PinnedClientCert {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-#[derive(Debug)]
+// rustls shows this error with `{:?}`: make that the readable text.
 struct NotTheHost;
+
+impl std::fmt::Debug for NotTheHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 impl std::fmt::Display for NotTheHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
