@@ -83,6 +83,22 @@ pub fn start_options(config: &Config) -> StartOptions {
     StartOptions {
         start_timeout: config.start_timeout.unwrap_or(defaults.start_timeout),
         kill_grace: config.kill_grace.unwrap_or(defaults.kill_grace),
+        security: std::sync::Arc::new(
+            config.plugins.iter().map(|(name, settings)| (name.clone(), launch_security(settings))).collect(),
+        ),
+    }
+}
+
+/// A `plugins:` entry as launch settings (digests were checked by `static_problems`).
+fn launch_security(settings: &super::config::PluginSettings) -> crate::plugin::LaunchSecurity {
+    let defaults = crate::plugin::LaunchSecurity::default();
+    crate::plugin::LaunchSecurity {
+        auto_mtls: settings.automtls.unwrap_or(defaults.auto_mtls),
+        sha256: settings.sha256.as_deref().and_then(|h| crate::launcher::Sha256::from_hex(h).ok()),
+        address_policy: crate::launcher::AddressPolicy {
+            allow_socket_outside_dir: settings.allow_socket_outside_dir,
+            allow_non_loopback_tcp: settings.allow_non_loopback_tcp,
+        },
     }
 }
 
@@ -90,6 +106,14 @@ pub fn start_options(config: &Config) -> StartOptions {
 /// (or "embedded default") in errors.
 pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Plan, ConfigError> {
     let mut problems = config.static_problems();
+    for name in config.plugins.keys() {
+        if !registry.entries.iter().any(|e| &e.file_name == name) {
+            problems.push(format!(
+                "plugins.{name}: no executable named {name:?} in {} (keys are file names of plugin executables)",
+                registry.dir.display()
+            ));
+        }
+    }
     let mut sources = Vec::new();
     let mut executors = Vec::new();
     let mut table = CommandTable::default();
