@@ -113,6 +113,8 @@ class _Stdio(grpc_stdio_pb2_grpc.GRPCStdioServicer):
         self._stop = stop
 
     def StreamStdio(self, request, context):
+        # Send the headers now: the host's call completes while we hold the stream.
+        context.send_initial_metadata(())
         while context.is_active() and not self._stop.wait(0.5):
             pass
         return

@@ -75,7 +75,8 @@ fn source_and_executor_under_plugboard(group: &str, source: &str, executor: &str
     pids.extend(pids_of(&started, "executor started"));
 
     // Commands go through `plugboard exec` with the same config.
-    let words: &[&str] = if executor.contains("upper") { &["upper", "hello", "world"] } else { &["reverse", "a", "b", "c"] };
+    let words: &[&str] =
+        if executor.contains("upper") { &["upper", "hello", "world"] } else { &["reverse", "a", "b", "c"] };
     let out = plugboard().arg("exec").arg("--config").arg(&config).arg("--").args(words).output().unwrap();
     let expected = if executor.contains("upper") { "HELLO WORLD\n" } else { "c b a\n" };
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "stderr: {}", String::from_utf8_lossy(&out.stderr));
@@ -101,7 +102,9 @@ fn python_source_and_executor_run_under_plugboard() {
 
 #[test]
 fn go_and_python_sources_resume_from_the_cursor_after_a_crash() {
-    for (group, source, config) in [("go", "go-counter", "{ interval: 20ms }"), ("python", "py-counter", "{ interval_ms: 20 }")] {
+    for (group, source, config) in
+        [("go", "go-counter", "{ interval: 20ms }"), ("python", "py-counter", "{ interval_ms: 20 }")]
+    {
         let dir = plugins_dir(&[(group, &format!("plugboard-{source}"))]);
         let config = dir.write_config(&format!(
             "restart: {{ initial_backoff: 10ms }}\nsources:\n  - name: n\n    plugin: {source}\n    config: {config}\n"
@@ -152,8 +155,7 @@ async fn kv_round_trip(process: &PluginProcess) -> i64 {
 }
 
 fn kvpeer_config(auto_mtls: bool) -> LaunchConfig {
-    let mut cfg =
-        LaunchConfig::new("kvpeer", e2e_bin("goplugin-peer", "kvpeer-plugin"), plugboard_kvpeer::HANDSHAKE);
+    let mut cfg = LaunchConfig::new("kvpeer", e2e_bin("goplugin-peer", "kvpeer-plugin"), plugboard_kvpeer::HANDSHAKE);
     cfg.start_timeout = DEADLINE;
     cfg.auto_mtls = auto_mtls;
     cfg
@@ -230,7 +232,10 @@ fn broken(dir: &TestDir, mode: &str) -> PathBuf {
     let script = e2e_dir().join("python").join("lib").join("broken.py");
     assert!(script.exists(), "{} is missing: run `make test-e2e-interop`", script.display());
     let python = e2e_dir().join("venv").join("bin").join("python");
-    dir.add_script(&format!("broken-{mode}"), &format!("BROKEN_MODE={mode} exec {} {}", python.display(), script.display()))
+    dir.add_script(
+        &format!("broken-{mode}"),
+        &format!("BROKEN_MODE={mode} exec {} {}", python.display(), script.display()),
+    )
 }
 
 #[test]

@@ -227,10 +227,10 @@ impl PluginProcess {
         let socket_dir = make_socket_dir(cfg.socket_dir_base.as_deref())?;
         let verified = cfg.sha256.as_ref().map(|sha| VerifiedExecutable::open(&cfg.program, sha)).transpose()?;
         let identity = match cfg.auto_mtls {
-            true => Some(tls::HostIdentity::generate().map_err(|e| LaunchError::Tls {
-                reason: e.to_string(),
-                stderr: StderrExcerpt::default(),
-            })?),
+            true => Some(
+                tls::HostIdentity::generate()
+                    .map_err(|e| LaunchError::Tls { reason: e.to_string(), stderr: StderrExcerpt::default() })?,
+            ),
             false => None,
         };
 
@@ -520,9 +520,11 @@ fn mirror_stdio(channel: Channel, name: Arc<str>) {
 
 fn make_socket_dir(base: Option<&Path>) -> Result<tempfile::TempDir, LaunchError> {
     let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-    // tempfile makes the directory 0700: only the host (and the plugin, same user) enter it.
+    // 0700: only the host (and the plugin, same user) enter it. tempfile
+    // would otherwise leave the mode to the umask (usually 0755).
     let dir = tempfile::Builder::new()
         .prefix("pb-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&base)
         .map_err(|e| LaunchError::SocketDir(format!("{}: {e}", base.display())))?;
     let len = dir.path().as_os_str().len();

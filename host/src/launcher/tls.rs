@@ -70,10 +70,8 @@ impl HostIdentity {
     /// `server_cert_der` (the plugin's handshake field 6).
     pub fn client_config(&self, server_cert_der: Vec<u8>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let provider = provider();
-        let verifier = PinnedServerCert {
-            der: server_cert_der,
-            algorithms: provider.signature_verification_algorithms,
-        };
+        let verifier =
+            PinnedServerCert { der: server_cert_der, algorithms: provider.signature_verification_algorithms };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()));
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

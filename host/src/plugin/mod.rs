@@ -57,10 +57,7 @@ impl Default for StartOptions {
 impl StartOptions {
     /// The settings for the executable at `path` (by file name).
     pub fn security_for(&self, path: &Path) -> LaunchSecurity {
-        path.file_name()
-            .and_then(|n| self.security.get(n.to_string_lossy().as_ref()))
-            .cloned()
-            .unwrap_or_default()
+        path.file_name().and_then(|n| self.security.get(n.to_string_lossy().as_ref())).cloned().unwrap_or_default()
     }
 }
 
