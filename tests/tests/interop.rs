@@ -210,17 +210,17 @@ fn check(path: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn the_checker_passes_every_contrib_plugin_in_every_language() {
-    let plugins = [
-        bin("plugboard-tick"),
-        bin("plugboard-range"),
-        bin("plugboard-echo"),
-        e2e_bin("go", "plugboard-go-counter"),
-        e2e_bin("go", "plugboard-go-upper"),
-        e2e_bin("python", "plugboard-py-counter"),
-        e2e_bin("python", "plugboard-py-reverse"),
+    let plugins: [(PathBuf, &[&str]); 7] = [
+        (bin("plugboard-tick"), &[]),
+        (bin("plugboard-range"), &["--config", r#"{"limit": 3}"#]),
+        (bin("plugboard-echo"), &[]),
+        (e2e_bin("go", "plugboard-go-counter"), &[]),
+        (e2e_bin("go", "plugboard-go-upper"), &[]),
+        (e2e_bin("python", "plugboard-py-counter"), &["--config", r#"{"interval_ms": 10}"#]),
+        (e2e_bin("python", "plugboard-py-reverse"), &[]),
     ];
-    for plugin in plugins {
-        let (code, report) = check(&plugin, &[]);
+    for (plugin, args) in plugins {
+        let (code, report) = check(&plugin, args);
         assert_eq!(code, Some(0), "{}:\n{report}", plugin.display());
         assert!(report.contains("PASS  health"), "{report}");
         assert!(!report.contains("FAIL"), "{report}");

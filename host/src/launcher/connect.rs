@@ -22,7 +22,9 @@ type BoxedIo = TokioIo<Pin<Box<dyn Io>>>;
 
 /// Connects to the plugin's address. `localhost` is the authority: strict
 /// HTTP/2 servers reject empty or path-like ones, and it is the TLS name.
-pub(crate) async fn connect(
+/// With `tls` (see [`super::tls::HostIdentity::client_config`]) the stream is
+/// TLS with ALPN h2 and SNI `localhost`.
+pub async fn connect(
     address: &PluginAddress,
     timeout: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,

@@ -6,6 +6,12 @@
 //! go-plugin way (`GRPCController.Shutdown`, a grace period, then SIGKILL of
 //! its process group). It knows nothing about sources, executors or sinks:
 //! it can host any go-plugin gRPC plugin.
+//!
+//! go-plugin's security features are options of [`LaunchConfig`]: AutoMTLS
+//! ([`tls`]), checksum pinning with no check-to-exec window
+//! ([`VerifiedExecutable`]) and the address policy ([`AddressPolicy`]) that
+//! keeps the handshake from pointing the host anywhere but the plugin's
+//! private socket directory or loopback.
 
 mod address;
 mod checksum;
@@ -33,6 +39,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 
 pub use address::{AddressError, AddressPolicy};
 pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
+pub use connect::connect as connect_channel;
 pub use output::StderrTail;
 
 /// How to launch one plugin process.
