@@ -5,7 +5,7 @@ follows contrib/python/plugboard_plugin.py). Modes:
 
   ignores-cookie         serves even when run without the magic cookie
   wrong-version          answers app protocol version 2 whatever was offered
-  socket-outside         listens outside PLUGIN_UNIX_SOCKET_DIR
+  socket-outside         listens outside PLUGIN_UNIX_SOCKET_DIR (in a subdirectory)
   not-serving            health "plugin" is NOT_SERVING
   bad-describe           version "one" is not semver
   schema-rejects-config  its config schema rejects the empty config {}
@@ -106,7 +106,10 @@ def main():
 
     socket_dir = os.environ.get("PLUGIN_UNIX_SOCKET_DIR") or tempfile.mkdtemp()
     if MODE == "socket-outside":
-        socket_dir = tempfile.mkdtemp(prefix="elsewhere-", dir="/tmp")
+        # Not directly in the private directory (a subdirectory of it, so the
+        # host still cleans it up).
+        socket_dir = os.path.join(socket_dir, "elsewhere")
+        os.makedirs(socket_dir, exist_ok=True)
     path = os.path.join(socket_dir, "plugin%d.sock" % os.getpid())
     cert_field = ""
     client_pem = os.environ.get("PLUGIN_CLIENT_CERT", "")
