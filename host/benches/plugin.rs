@@ -42,7 +42,7 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
 }
 
 fn row(name: &str, s: &Stats, goal: &str) {
-    println!("| {name:<34} | {:>7} | {:>10.1?} | {:>10.1?} | {:>10.1?} | {goal:<12} |", s.n, s.p50, s.p99, s.mean);
+    println!("| {name:<38} | {:>7} | {:>10.1?} | {:>10.1?} | {:>10.1?} | {goal:<12} |", s.n, s.p50, s.p99, s.mean);
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -131,10 +131,10 @@ fn main() {
         println!("plugboard plugin benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
         println!();
         println!(
-            "| {:<34} | {:>7} | {:>10} | {:>10} | {:>10} | {:<12} |",
+            "| {:<38} | {:>7} | {:>10} | {:>10} | {:>10} | {:<12} |",
             "measure", "n", "p50", "p99", "mean", "goal (p50)"
         );
-        println!("|{:-<36}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
+        println!("|{:-<40}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
         row("start to ready (echo, AutoMTLS)", &stats(start), "< 3 ms");
         row("start to ready (echo, plaintext)", &stats(start_plain), "< 3 ms");
         row("Execute round trip (echo, AutoMTLS)", &stats(round_trips), "< 40 µs");

@@ -15,6 +15,7 @@ follows contrib/python/plugboard_plugin.py). Modes:
   stdout-noise           prints to stdout after the handshake
   no-automtls            ignores PLUGIN_CLIENT_CERT (plaintext, empty field 6)
   no-stdio               serves no plugin.GRPCStdio
+  plain-logs             logs plain text instead of hclog JSON on stderr
 """
 
 import json
@@ -125,6 +126,9 @@ def main():
     server.start()
     sys.stdout.write("1|%d|unix|%s|grpc|%s\n" % (version, path, cert_field))
     sys.stdout.flush()
+    if MODE == "plain-logs":
+        sys.stderr.write("starting up, plain text\n")
+        sys.stderr.flush()
     if MODE == "stdout-noise":
         print("debug: this goes to stdout, where nobody reads it")
         sys.stdout.flush()

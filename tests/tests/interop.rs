@@ -255,6 +255,7 @@ fn the_checker_catches_each_deliberately_broken_plugin() {
         ("stdout-noise", "source", "FAIL  stdout after handshake"),
         ("no-automtls", "source", "WARN  automtls"),
         ("no-stdio", "source", "WARN  stdio"),
+        ("plain-logs", "source", "WARN  logging"),
     ];
     for (mode, kind, expected) in cases {
         let path = broken(&dir, mode);

@@ -111,6 +111,40 @@ mod tests {
         assert!(Sha256::from_hex("abc").unwrap_err().contains("64 hex digits"));
     }
 
+    #[tokio::test]
+    async fn the_hashed_file_runs_even_if_the_path_is_replaced_after_the_check() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plugin");
+        let write_script = |p: &Path, body: &str| {
+            std::fs::write(p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write_script(&path, "echo original");
+        let expected = digest(&mut File::open(&path).unwrap()).unwrap();
+        let verified = VerifiedExecutable::open(&path, &expected).unwrap();
+        // Someone swaps the file between the check and the exec.
+        let evil = dir.path().join("evil");
+        write_script(&evil, "echo replaced");
+        std::fs::rename(&evil, &path).unwrap();
+
+        let exec = verified.exec_path();
+        let spec = super::super::spawn::ProcessSpec {
+            program: &exec,
+            arg0: Some(path.as_os_str()),
+            keep_fd: Some(verified.fd()),
+            args: &[],
+            inherit_env: true,
+            env: Vec::new(),
+        };
+        let child = super::super::spawn::spawn(spec).await.expect("spawn the pinned file");
+        drop(verified);
+        let out = child.wait_with_output().await.unwrap();
+        // A script: the interpreter opened /proc/self/fd/N after exec, so the
+        // descriptor survived exec in the child only.
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "original\n", "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     #[test]
     fn a_mismatch_names_both_digests() {
         let dir = tempfile::tempdir().unwrap();
