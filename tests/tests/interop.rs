@@ -55,8 +55,9 @@ fn pids_of(lines: &[String], message: &str) -> Vec<u32> {
 /// themselves after `Shutdown` (no kill).
 fn source_and_executor_under_plugboard(group: &str, source: &str, executor: &str, source_config: &str) {
     let dir = plugins_dir(&[(group, &format!("plugboard-{source}")), (group, &format!("plugboard-{executor}"))]);
+    // A generous grace period: the point is that they exit by themselves.
     let config = dir.write_config(&format!(
-        "sources:\n  - name: numbers\n    plugin: {source}\n    config: {source_config}\n\
+        "kill_grace: 10s\nsources:\n  - name: numbers\n    plugin: {source}\n    config: {source_config}\n\
          executors:\n  - name: cmd\n    plugin: {executor}\n"
     ));
     let mut host = run_host(&config);
@@ -111,7 +112,10 @@ fn go_and_python_sources_resume_from_the_cursor_after_a_crash() {
         ));
         let host = run_host(&config);
         let lines = host.stdout.wait_until("2 events", DEADLINE, |l| l.len() >= 2);
-        let first = pids_of(&host.stderr.snapshot(), "source started");
+        // stdout and stderr are separate pipes: wait for the log line too.
+        let started =
+            host.stderr.wait_until("the source to start", DEADLINE, |l| !pids_of(l, "source started").is_empty());
+        let first = pids_of(&started, "source started");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(first[0] as i32), Signal::SIGKILL).unwrap();
         host.stderr.wait_until("a restart", DEADLINE, |l| pids_of(l, "source started").len() >= 2);
         let seen = lines.len();
