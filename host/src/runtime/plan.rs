@@ -221,3 +221,27 @@ fn check_config(at: &str, plugin: &Described, config: &serde_json::Value, proble
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_settings_become_launch_security_by_file_name() {
+        let config = Config::parse(&format!(
+            "plugins:\n  plugboard-py-counter: {{ automtls: false, sha256: {}, allow_socket_outside_dir: true }}\n",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        let start = start_options(&config);
+        let pinned = start.security_for(std::path::Path::new("/some/dir/plugboard-py-counter"));
+        assert!(!pinned.auto_mtls);
+        assert_eq!(pinned.sha256.map(|d| d.to_hex()), Some("ab".repeat(32)));
+        assert!(pinned.address_policy.allow_socket_outside_dir);
+        assert!(!pinned.address_policy.allow_non_loopback_tcp);
+        // Everything else: AutoMTLS on, nothing pinned, strict addresses.
+        let other = start.security_for(std::path::Path::new("/some/dir/plugboard-echo"));
+        assert_eq!(other, crate::plugin::LaunchSecurity::default());
+        assert!(other.auto_mtls);
+    }
+}
