@@ -6,11 +6,13 @@
 //! every problem. Required items fail the check; optional go-plugin services
 //! (stdio, controller) only warn.
 
+mod kinds;
+mod logging;
+mod raw;
 mod report;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use plugboard_proto::goplugin::{self, PluginAddress};
@@ -19,14 +21,10 @@ use plugboard_proto::plugboard::v1::{DescribeRequest, PluginKind, plugin_client:
 use plugboard_proto::plugin::{
     Empty, grpc_controller_client::GrpcControllerClient, grpc_stdio_client::GrpcStdioClient,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::launcher::{LaunchConfig, LaunchError, PluginProcess};
-use crate::plugin::{
-    CommandRequest, ConfigSchema, Described, ExecuteError, ExecutorClient, SinkClient, SourceClient, kind_name,
-    validate_info,
-};
+use crate::plugin::{ConfigSchema, Described, validate_info};
 
 pub use report::{Item, Outcome, Report};
 
@@ -62,8 +60,8 @@ const EVENTS_TO_READ: usize = 3;
 /// Runs every check; never panics on anything the plugin does.
 pub async fn check(options: &CheckOptions) -> Report {
     let mut report = Report { path: options.path.display().to_string(), ..Default::default() };
-    check_cookie(options, &mut report).await;
-    check_version_negotiation(options, &mut report).await;
+    raw::check_cookie(options, &mut report).await;
+    raw::check_version_negotiation(options, &mut report).await;
 
     let Some(process) = launch(options, &mut report).await else {
         report.skip(
@@ -85,157 +83,15 @@ pub async fn check(options: &CheckOptions) -> Report {
     check_socket(&process, &mut report);
     let healthy = check_health(&process, options.timeout, &mut report).await;
     if healthy && let Some(described) = check_describe(&process, options, &mut report).await {
-        check_kind(&process, &described, options, &mut report).await;
+        kinds::check_kind(&process, &described, options, &mut report).await;
     } else if !healthy {
         report.skip(&["describe", "config schema", "kind"], "the plugin is not healthy");
     }
     check_stdio(&process, options.timeout, &mut report).await;
     check_shutdown(&process, options, &mut report).await;
     check_stdout(&process, &mut report).await;
-    check_logging(&process, &mut report);
+    logging::check_logging(&process, &mut report);
     report
-}
-
-/// The handshake environment of a launch, for the raw runs that the
-/// launcher cannot do (no cookie, odd versions).
-fn raw_env(cookie: bool, versions: &str, socket_dir: &Path) -> Vec<(String, String)> {
-    let mut env = vec![
-        (goplugin::env::PLUGIN_MIN_PORT.to_owned(), goplugin::env::DEFAULT_MIN_PORT.to_string()),
-        (goplugin::env::PLUGIN_MAX_PORT.to_owned(), goplugin::env::DEFAULT_MAX_PORT.to_string()),
-        (goplugin::env::PLUGIN_PROTOCOL_VERSIONS.to_owned(), versions.to_owned()),
-        (goplugin::env::PLUGIN_UNIX_SOCKET_DIR.to_owned(), socket_dir.display().to_string()),
-        ("TMPDIR".to_owned(), socket_dir.display().to_string()),
-    ];
-    if cookie {
-        env.push((HANDSHAKE.magic_cookie_key.to_owned(), HANDSHAKE.magic_cookie_value.to_owned()));
-    }
-    env
-}
-
-/// What a raw run showed.
-struct RawRun {
-    first_line: Option<String>,
-    exit: Option<std::process::ExitStatus>,
-    stderr: String,
-}
-
-/// Starts the plugin with `env` (without the cookie unless given), reads its
-/// first stdout line, waits up to `timeout` for it to exit when
-/// `wait_exit`, then kills its process group.
-async fn raw_run(
-    path: &Path,
-    env: Vec<(String, String)>,
-    timeout: Duration,
-    wait_exit: bool,
-) -> std::io::Result<RawRun> {
-    let mut cmd = tokio::process::Command::new(path);
-    cmd.env_remove(HANDSHAKE.magic_cookie_key)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
-    let pid = child.id().unwrap_or_default();
-    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(std::io::Error::other("no pipes"));
-    };
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut text).await;
-        text
-    });
-    let deadline = Instant::now() + timeout;
-    let mut lines = BufReader::new(stdout).lines();
-    let first_line =
-        tokio::time::timeout_at(deadline.into(), lines.next_line()).await.ok().and_then(|l| l.ok().flatten());
-    let exit = if wait_exit || first_line.is_none() {
-        tokio::time::timeout_at(deadline.into(), child.wait()).await.ok().and_then(Result::ok)
-    } else {
-        None
-    };
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait().await;
-    let stderr = tokio::time::timeout(Duration::from_secs(1), stderr_task).await.ok().and_then(Result::ok);
-    Ok(RawRun { first_line, exit, stderr: stderr.unwrap_or_default() })
-}
-
-async fn check_cookie(options: &CheckOptions, report: &mut Report) {
-    const ITEM: &str = "cookie";
-    let Ok(dir) = tempfile::Builder::new().prefix("pbchk-").tempdir() else {
-        report.fail(ITEM, "cannot create a temporary directory", "check TMPDIR");
-        return;
-    };
-    let run = match raw_run(&options.path, raw_env(false, "1", dir.path()), options.timeout, true).await {
-        Ok(run) => run,
-        Err(e) => {
-            report.fail(ITEM, format!("cannot run {}: {e}", options.path.display()), "make the file executable");
-            return;
-        }
-    };
-    let hint = format!(
-        "when {} is not {:?}, print go-plugin's \"This binary is a plugin...\" message on stderr and exit 1",
-        HANDSHAKE.magic_cookie_key, HANDSHAKE.magic_cookie_value
-    );
-    let says_plugin = run.stderr.contains("This binary is a plugin");
-    match (&run.first_line, run.exit) {
-        (Some(line), _) => report.fail(ITEM, format!("started without the magic cookie and printed {line:?}"), hint),
-        (None, None) => report.fail(
-            ITEM,
-            format!("still running {:?} after being started without the cookie", options.timeout),
-            hint,
-        ),
-        (None, Some(status)) if status.success() => {
-            report.fail(ITEM, "exited 0 without the cookie: a shell would think it worked", hint)
-        }
-        (None, Some(status)) if status.code() == Some(1) && says_plugin => {
-            report.pass(ITEM, "refuses to run without the magic cookie: exit status 1, go-plugin's message")
-        }
-        (None, Some(status)) => report.warn(
-            ITEM,
-            format!(
-                "refuses to run without the cookie ({}), {}",
-                crate::launcher::ExitReason(status),
-                if says_plugin { "with go-plugin's message" } else { "but without go-plugin's message" }
-            ),
-            hint,
-        ),
-    }
-}
-
-async fn check_version_negotiation(options: &CheckOptions, report: &mut Report) {
-    const ITEM: &str = "version negotiation";
-    let Ok(dir) = tempfile::Builder::new().prefix("pbchk-").tempdir() else { return };
-    // A future host offering a version no plugin speaks yet, first.
-    let offered = "99,1";
-    let hint = "parse PLUGIN_PROTOCOL_VERSIONS and answer the highest version you speak (plugboard: 1) in field 2";
-    match raw_run(&options.path, raw_env(true, offered, dir.path()), options.timeout, false).await {
-        Ok(RawRun { first_line: Some(line), .. }) => match line.trim().split('|').nth(1) {
-            Some("1") => report.pass(ITEM, format!("offered {offered}: answered 1")),
-            Some(other) => report.fail(ITEM, format!("offered {offered}: answered {other:?}"), hint),
-            None => report.fail(ITEM, format!("offered {offered}: unrecognised line {line:?}"), hint),
-        },
-        Ok(run) => report.fail(
-            ITEM,
-            format!("offered {offered}: no handshake line{}", excerpt(&run.stderr)),
-            "print the handshake line as soon as the server listens",
-        ),
-        Err(e) => report.fail(ITEM, format!("cannot run it: {e}"), "make the file executable"),
-    }
-}
-
-fn excerpt(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().rev().take(5).collect();
-    if lines.is_empty() {
-        return String::new();
-    }
-    let mut text = String::from("; stderr:");
-    for line in lines.into_iter().rev() {
-        text.push_str("\n  ");
-        text.push_str(line);
-    }
-    text
 }
 
 fn launch_config(options: &CheckOptions, auto_mtls: bool) -> LaunchConfig {
@@ -456,119 +312,6 @@ async fn check_describe(process: &PluginProcess, options: &CheckOptions, report:
     Some(Described { schema, ..described })
 }
 
-async fn check_kind(process: &PluginProcess, described: &Described, options: &CheckOptions, report: &mut Report) {
-    let kind = options.kind.unwrap_or_else(|| described.kinds[0]);
-    if !described.has_kind(kind) {
-        report.fail(
-            "kind",
-            format!("--kind {} was asked for, but the plugin declares {}", kind_name(kind), described.kinds_text()),
-            "declare the kind in PluginInfo.kinds",
-        );
-        return;
-    }
-    match kind {
-        PluginKind::Source => check_source(process, options, report).await,
-        PluginKind::Executor => check_executor(process, described, options, report).await,
-        PluginKind::Sink => check_sink(process, options, report).await,
-        PluginKind::Unspecified => {}
-    }
-}
-
-async fn check_source(process: &PluginProcess, options: &CheckOptions, report: &mut Report) {
-    const ITEM: &str = "source stream";
-    const HINT: &str =
-        "send StreamResponse{event, cursor} with a valid CloudEvent (id, source, spec_version 1.0, type)";
-    let mut client = SourceClient::new(process.channel());
-    let deadline = Instant::now() + options.timeout;
-    let mut stream = match tokio::time::timeout_at(deadline.into(), client.stream("check", &options.config, None)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(status)) => {
-            report.fail(ITEM, format!("Stream failed: {:?} {}", status.code(), status.message()), HINT);
-            return;
-        }
-        Err(_) => {
-            report.fail(ITEM, format!("Stream did not open within {:?}", options.timeout), HINT);
-            return;
-        }
-    };
-    let mut ids = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline.into(), stream.message()).await {
-            Ok(Ok(Some(resp))) => {
-                let Some(event) = resp.event else {
-                    report.fail(ITEM, "a StreamResponse without an event", HINT);
-                    return;
-                };
-                if let Err(e) = plugboard_proto::event::validate(&event) {
-                    report.fail(ITEM, format!("invalid CloudEvent {:?}: {e}", event.id), HINT);
-                    return;
-                }
-                ids.push(event.id);
-                if ids.len() == EVENTS_TO_READ {
-                    break;
-                }
-            }
-            Ok(Ok(None)) => break,
-            Ok(Err(status)) => {
-                report.fail(ITEM, format!("the stream failed: {:?} {}", status.code(), status.message()), HINT);
-                return;
-            }
-            Err(_) => break,
-        }
-    }
-    if ids.is_empty() {
-        report.fail(ITEM, format!("no event within {:?}", options.timeout), HINT);
-    } else {
-        report.pass(ITEM, format!("{} valid CloudEvent(s): {}", ids.len(), ids.join(", ")));
-    }
-}
-
-async fn check_executor(process: &PluginProcess, described: &Described, options: &CheckOptions, report: &mut Report) {
-    const ITEM: &str = "executor execute";
-    let prefix = described.info.command_prefixes.first().cloned().unwrap_or_default();
-    let request = CommandRequest {
-        instance: "check".into(),
-        config: serde_json::to_vec(&options.config).unwrap_or_default(),
-        command: prefix.clone(),
-        prefix: prefix.clone(),
-        ..Default::default()
-    };
-    let mut output = 0usize;
-    match ExecutorClient::new(process.channel()).execute(request, options.timeout, |chunk| output += chunk.len()).await
-    {
-        Ok(outcome) => report.pass(
-            ITEM,
-            format!("{prefix:?} ended with a result: exit code {}, {output} bytes of output", outcome.exit_code),
-        ),
-        Err(e @ ExecuteError::NoResult) => {
-            report.fail(ITEM, e.to_string(), "end every Execute stream with ExecuteResponse{result}")
-        }
-        Err(e) => report.fail(ITEM, format!("{prefix:?}: {e}"), "answer Execute with output chunks, then a result"),
-    }
-}
-
-async fn check_sink(process: &PluginProcess, options: &CheckOptions, report: &mut Report) {
-    const ITEM: &str = "sink publish";
-    let event = plugboard_proto::CloudEvent {
-        id: "check-1".into(),
-        source: "/plugboard/check".into(),
-        spec_version: "1.0".into(),
-        r#type: "dev.plugboard.check".into(),
-        ..Default::default()
-    };
-    let mut client = SinkClient::new(process.channel());
-    match tokio::time::timeout(options.timeout, client.publish("check", &options.config, vec![event])).await {
-        Ok(Ok(())) => report.pass(ITEM, "accepted a batch of one event"),
-        Ok(Err(status)) => report.fail(
-            ITEM,
-            format!("Publish failed: {:?} {}", status.code(), status.message()),
-            "answer Publish with OK once the events are delivered",
-        ),
-        Err(_) => report.fail(ITEM, format!("Publish did not answer within {:?}", options.timeout), "answer Publish"),
-    }
-}
-
 async fn check_stdio(process: &PluginProcess, timeout: Duration, report: &mut Report) {
     const ITEM: &str = "stdio";
     let mut client = GrpcStdioClient::new(process.channel());
@@ -647,54 +390,5 @@ async fn check_stdout(process: &PluginProcess, report: &mut Report) {
             format!("{n} bytes written to stdout after the handshake line; go-plugin hosts drop them unread"),
             "log to stderr (hclog JSON lines); stdout carries only the handshake line",
         ),
-    }
-}
-
-/// Whether a stderr line is an hclog JSON entry a Go host understands:
-/// string `@level` and `@message`, `@timestamp` with six fractional digits.
-fn is_hclog(line: &str) -> bool {
-    let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(line) else { return false };
-    let strings = ["@level", "@message"].iter().all(|k| obj.get(*k).is_some_and(serde_json::Value::is_string));
-    let timestamp_ok = match obj.get("@timestamp") {
-        None => true,
-        Some(serde_json::Value::String(ts)) => ts
-            .split_once('.')
-            .map(|(_, frac)| {
-                let digits = frac.chars().take_while(char::is_ascii_digit).count();
-                digits == 6 && matches!(frac[digits..].chars().next(), Some('Z' | '+' | '-'))
-            })
-            .unwrap_or(false),
-        Some(_) => false,
-    };
-    strings && timestamp_ok
-}
-
-fn check_logging(process: &PluginProcess, report: &mut Report) {
-    const ITEM: &str = "logging";
-    let tail = process.stderr_tail();
-    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
-    let odd: Vec<&str> = lines.iter().copied().filter(|l| !is_hclog(l)).collect();
-    match (lines.len(), odd.first()) {
-        (0, _) => report.pass(ITEM, "nothing on stderr to check"),
-        (n, None) => report.pass(ITEM, format!("{n} stderr lines checked: all hclog JSON")),
-        (n, Some(example)) => report.warn(
-            ITEM,
-            format!("{} of the last {n} stderr lines are not hclog JSON, e.g. {example:?}", odd.len()),
-            "log one JSON object per line with @level, @message and @timestamp (six fractional digits) on stderr",
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_hclog;
-
-    #[test]
-    fn hclog_lines_are_recognised_as_go_hosts_do() {
-        assert!(is_hclog(r#"{"@level":"info","@message":"hi","@timestamp":"2026-11-22T09:28:19.229401Z"}"#));
-        assert!(is_hclog(r#"{"@level":"info","@message":"hi","@timestamp":"2026-11-22T09:28:19.229401+02:00"}"#));
-        assert!(!is_hclog(r#"{"@level":"info","@message":"hi","@timestamp":"2026-11-22T09:28:19.229Z"}"#));
-        assert!(!is_hclog(r#"{"level":"info","msg":"logrus"}"#));
-        assert!(!is_hclog("[INFO] plain"));
     }
 }
