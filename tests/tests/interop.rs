@@ -110,7 +110,7 @@ fn go_and_python_sources_resume_from_the_cursor_after_a_crash() {
         let config = dir.write_config(&format!(
             "restart: {{ initial_backoff: 10ms }}\nsources:\n  - name: n\n    plugin: {source}\n    config: {config}\n"
         ));
-        let host = run_host(&config);
+        let mut host = run_host(&config);
         let lines = host.stdout.wait_until("2 events", DEADLINE, |l| l.len() >= 2);
         // stdout and stderr are separate pipes: wait for the log line too.
         let started =
@@ -125,6 +125,9 @@ fn go_and_python_sources_resume_from_the_cursor_after_a_crash() {
         // right after it: no gap, no repeat from 0.
         let expected: Vec<u64> = (0..indexes.len() as u64).collect();
         assert_eq!(indexes, expected, "{source}");
+        // A clean stop removes the private socket directories.
+        host.signal(Signal::SIGTERM);
+        assert!(host.wait_exit(DEADLINE).success());
     }
 }
 
