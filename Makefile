@@ -1,6 +1,7 @@
 # plugboard: two commands do everything on a fresh machine with the Rust toolchain.
 #   make run    build everything (release) and run the embedded default
 #   make test   build and run every test
+#   make test-e2e   cross-language end-to-end tests (installs Debian and PyPI packages)
 # Other targets: build, install-plugins, bench, lint, fmt, clean.
 
 CARGO   ?= cargo
@@ -12,6 +13,7 @@ CONTRIB := $(notdir $(wildcard contrib/*))
 RELEASE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
 .PHONY: all build install-plugins run test test-unit bench lint fmt clean
+.PHONY: test-e2e test-e2e-interop interop-go interop-python
 
 all: build
 
@@ -37,6 +39,37 @@ test:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
+# End-to-end tests that need more than cargo. Each group is its own
+# sub-target so groups from different branches merge side by side.
+test-e2e: test-e2e-interop
+
+# Interop (issue 6): Go plugins built with hashicorp/go-plugin from Debian's
+# packages, Python plugins with grpcio from PyPI in a virtualenv, the Go
+# kvpeer peer in both directions, AutoMTLS and `plugboard plugin check`.
+E2E_DIR   := $(CURDIR)/target/e2e
+SHARED    ?= $(CURDIR)/../shared
+VENV      := $(E2E_DIR)/venv
+PY_PKGS   := grpcio grpcio-tools grpcio-health-checking cryptography
+
+test-e2e-interop: interop-go interop-python
+	$(CARGO) build --workspace --bins
+	PLUGBOARD_E2E_DIR=$(E2E_DIR) $(CARGO) test -p plugboard-tests --features e2e-interop --test interop
+
+# The peer's build.sh installs the Debian packages (golang-go, go-plugin 1.0.1,
+# grpc-go, golang-goprotobuf-dev, protobuf-compiler) when they are missing.
+interop-go:
+	OUT_DIR=$(E2E_DIR)/goplugin-peer bash $(SHARED)/peers/goplugin/build.sh
+	bash contrib/go/build.sh $(E2E_DIR)/go
+
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_PKGS)
+	touch $@
+
+interop-python: $(VENV)/.installed
+	bash contrib/python/build.sh $(VENV) $(E2E_DIR)/python
+	cp tests/plugins/broken.py $(E2E_DIR)/python/lib/
+
 bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p plugboard-host --bench plugin
@@ -44,7 +77,7 @@ bench:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

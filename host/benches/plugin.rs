@@ -1,7 +1,8 @@
 //! `make bench`: the costs a plugboard user pays per plugin, measured on the
 //! real `echo` and `range` plugins (release build).
 //!
-//! - start to ready: spawn, handshake, health, Describe (≥ 200 launches)
+//! - start to ready: spawn, handshake, health, Describe (≥ 200 launches),
+//!   with AutoMTLS (the default) and without, interleaved, to show its cost
 //! - Execute round trip on one running plugin (≥ 10,000 calls)
 //! - source stream throughput (events/s through Source.Stream)
 //! - resident memory of one idle plugin
@@ -41,7 +42,7 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
 }
 
 fn row(name: &str, s: &Stats, goal: &str) {
-    println!("| {name:<34} | {:>7} | {:>10.1?} | {:>10.1?} | {:>10.1?} | {goal:<12} |", s.n, s.p50, s.p99, s.mean);
+    println!("| {name:<38} | {:>7} | {:>10.1?} | {:>10.1?} | {:>10.1?} | {goal:<12} |", s.n, s.p50, s.p99, s.mean);
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -62,13 +63,25 @@ fn main() {
         for _ in 0..5 {
             plugin::launch("echo", &echo, &options).await.expect("launch echo").shutdown().await;
         }
+        let plain = StartOptions {
+            security: std::sync::Arc::new(
+                [("plugboard-echo".to_owned(), plugin::LaunchSecurity { auto_mtls: false, ..Default::default() })]
+                    .into(),
+            ),
+            ..StartOptions::default()
+        };
         let mut start = Vec::with_capacity(launches);
+        let mut start_plain = Vec::with_capacity(launches);
         for _ in 0..launches {
-            let t = Instant::now();
-            let handle = plugin::launch("echo", &echo, &options).await.expect("launch echo");
-            start.push(t.elapsed());
-            handle.shutdown().await;
+            for (options, samples) in [(&options, &mut start), (&plain, &mut start_plain)] {
+                let t = Instant::now();
+                let handle = plugin::launch("echo", &echo, options).await.expect("launch echo");
+                samples.push(t.elapsed());
+                handle.shutdown().await;
+            }
         }
+        let plain_handle = plugin::launch("echo", &echo, &plain).await.expect("launch echo");
+        let mut plain_client = plain_handle.executor();
 
         let handle = plugin::launch("echo", &echo, &options).await.expect("launch echo");
         let mut client = handle.executor();
@@ -92,6 +105,13 @@ fn main() {
         }
         let rss = rss_kib(handle.process().pid());
         handle.shutdown().await;
+        let mut plain_round_trips = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            plain_client.execute(request.clone(), Duration::from_secs(10), |_| {}).await.expect("execute");
+            plain_round_trips.push(t.elapsed());
+        }
+        plain_handle.shutdown().await;
 
         // Source stream throughput: range emits `limit` events as fast as it can.
         let limit = env_count("BENCH_EVENTS", 200_000);
@@ -111,12 +131,14 @@ fn main() {
         println!("plugboard plugin benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
         println!();
         println!(
-            "| {:<34} | {:>7} | {:>10} | {:>10} | {:>10} | {:<12} |",
+            "| {:<38} | {:>7} | {:>10} | {:>10} | {:>10} | {:<12} |",
             "measure", "n", "p50", "p99", "mean", "goal (p50)"
         );
-        println!("|{:-<36}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
-        row("start to ready (echo)", &stats(start), "< 3 ms");
-        row("Execute round trip (echo)", &stats(round_trips), "< 40 µs");
+        println!("|{:-<40}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
+        row("start to ready (echo, AutoMTLS)", &stats(start), "< 3 ms");
+        row("start to ready (echo, plaintext)", &stats(start_plain), "< 3 ms");
+        row("Execute round trip (echo, AutoMTLS)", &stats(round_trips), "< 40 µs");
+        row("Execute round trip (echo, plaintext)", &stats(plain_round_trips), "< 40 µs");
         println!();
         println!(
             "source stream (range): {received} events in {elapsed:.2?} = {:.0} events/s",

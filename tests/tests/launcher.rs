@@ -22,6 +22,8 @@ async fn shutdown_is_graceful_idempotent_and_leaves_no_socket_dir() {
     };
     assert!(socket.exists());
     let socket_dir = socket.parent().unwrap().to_path_buf();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket_dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "the per-launch socket dir is private");
     plugin.ping(Duration::from_secs(5)).await.expect("healthy");
 
     // Concurrent and repeated stops all return once the process is gone.

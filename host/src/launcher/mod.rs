@@ -6,10 +6,19 @@
 //! go-plugin way (`GRPCController.Shutdown`, a grace period, then SIGKILL of
 //! its process group). It knows nothing about sources, executors or sinks:
 //! it can host any go-plugin gRPC plugin.
+//!
+//! go-plugin's security features are options of [`LaunchConfig`]: AutoMTLS
+//! ([`tls`]), checksum pinning with no check-to-exec window
+//! ([`VerifiedExecutable`]) and the address policy ([`AddressPolicy`]) that
+//! keeps the handshake from pointing the host anywhere but the plugin's
+//! private socket directory or loopback.
 
+mod address;
+mod checksum;
 mod connect;
 mod output;
 mod spawn;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -28,6 +37,9 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
+pub use address::{AddressError, AddressPolicy};
+pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
+pub use connect::connect as connect_channel;
 pub use output::StderrTail;
 
 /// How to launch one plugin process.
@@ -51,6 +63,13 @@ pub struct LaunchConfig {
     /// Strings (secrets the plugin was given) replaced by `********` in the
     /// plugin's forwarded log lines and error excerpts.
     pub redact: Vec<String>,
+    /// go-plugin AutoMTLS: mint a per-launch certificate, require the plugin's
+    /// in handshake field 6, and speak TLS pinned to it (see [`tls`]).
+    pub auto_mtls: bool,
+    /// Refuse to run the executable unless its SHA-256 is this.
+    pub sha256: Option<Sha256>,
+    /// Which announced addresses are accepted beyond the safe ones.
+    pub address_policy: AddressPolicy,
 }
 
 impl LaunchConfig {
@@ -66,6 +85,9 @@ impl LaunchConfig {
             kill_grace: Duration::from_secs(2),
             socket_dir_base: None,
             redact: Vec::new(),
+            auto_mtls: false,
+            sha256: None,
+            address_policy: AddressPolicy::default(),
         }
     }
 }
@@ -135,6 +157,12 @@ pub enum LaunchError {
     Unhealthy { reason: String, stderr: StderrExcerpt },
     #[error("cannot create a socket directory: {0}")]
     SocketDir(String),
+    #[error(transparent)]
+    Checksum(#[from] ChecksumError),
+    #[error("{error}{stderr}")]
+    Address { error: AddressError, stderr: StderrExcerpt },
+    #[error("AutoMTLS: {reason}{stderr}")]
+    Tls { reason: String, stderr: StderrExcerpt },
 }
 
 /// Linux's `sun_path` holds 107 bytes plus NUL; plugins add a file name of up to 24.
@@ -148,6 +176,8 @@ pub struct PluginProcess {
     name: Arc<str>,
     pid: u32,
     handshake: HandshakeLine,
+    handshake_text: String,
+    stdout_after_handshake: Arc<std::sync::atomic::AtomicU64>,
     channel: Channel,
     exit: watch::Receiver<Option<ExitReason>>,
     stderr: StderrTail,
@@ -218,6 +248,14 @@ impl PluginProcess {
         let started_at = Instant::now();
         let deadline = started_at + cfg.start_timeout;
         let socket_dir = make_socket_dir(cfg.socket_dir_base.as_deref())?;
+        let verified = cfg.sha256.as_ref().map(|sha| VerifiedExecutable::open(&cfg.program, sha)).transpose()?;
+        let identity = match cfg.auto_mtls {
+            true => Some(
+                tls::HostIdentity::generate()
+                    .map_err(|e| LaunchError::Tls { reason: e.to_string(), stderr: StderrExcerpt::default() })?,
+            ),
+            false => None,
+        };
 
         let mut env = vec![
             (OsString::from(cfg.handshake.magic_cookie_key), OsString::from(cfg.handshake.magic_cookie_value)),
@@ -225,10 +263,24 @@ impl PluginProcess {
             (goplugin::env::PLUGIN_MAX_PORT.into(), goplugin::env::DEFAULT_MAX_PORT.to_string().into()),
             (goplugin::env::PLUGIN_PROTOCOL_VERSIONS.into(), cfg.handshake.protocol_versions_env().into()),
             (goplugin::env::PLUGIN_UNIX_SOCKET_DIR.into(), socket_dir.path().as_os_str().to_owned()),
+            // go-plugin before 1.5 ignores PLUGIN_UNIX_SOCKET_DIR but makes its
+            // socket in TMPDIR: this keeps old Go plugins inside the private dir.
+            ("TMPDIR".into(), socket_dir.path().as_os_str().to_owned()),
         ];
+        if let Some(identity) = &identity {
+            env.push((goplugin::env::PLUGIN_CLIENT_CERT.into(), identity.cert_pem().into()));
+        }
         env.extend(cfg.env.iter().cloned());
 
-        let spec = spawn::ProcessSpec { program: &cfg.program, args: &cfg.args, inherit_env: cfg.inherit_env, env };
+        let exec_path = verified.as_ref().map(VerifiedExecutable::exec_path);
+        let spec = spawn::ProcessSpec {
+            program: exec_path.as_deref().unwrap_or(&cfg.program),
+            arg0: exec_path.is_some().then_some(cfg.program.as_os_str()),
+            keep_fd: verified.as_ref().map(VerifiedExecutable::fd),
+            args: &cfg.args,
+            inherit_env: cfg.inherit_env,
+            env,
+        };
         let mut child = spawn::spawn(spec).await.map_err(|source| LaunchError::Spawn {
             path: cfg.program.clone(),
             note: spawn_note(&source),
@@ -241,7 +293,9 @@ impl PluginProcess {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(LaunchError::NoHandshake { stderr: StderrExcerpt::default() });
         };
-        let first_line = output::read_stdout(stdout, Arc::clone(&name));
+        drop(verified);
+        let stdout_after_handshake = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let first_line = output::read_stdout(stdout, Arc::clone(&name), Arc::clone(&stdout_after_handshake));
         let tail = StderrTail::default();
         output::read_stderr(stderr, Arc::clone(&name), tail.clone(), cfg.redact.clone());
 
@@ -289,9 +343,27 @@ impl PluginProcess {
         tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "handshake line read");
         let handshake = HandshakeLine::parse(&line, cfg.handshake.app_protocol_versions)
             .map_err(|error| LaunchError::Handshake { error, stderr: excerpt(&tail) })?;
+        address::check(&handshake.address, socket_dir.path(), cfg.address_policy)
+            .map_err(|error| LaunchError::Address { error, stderr: excerpt(&tail) })?;
+        let tls = match (&identity, &handshake.server_cert) {
+            (None, _) => None,
+            (Some(identity), Some(der)) => Some(
+                identity
+                    .client_config(der.clone())
+                    .map_err(|e| LaunchError::Tls { reason: e.to_string(), stderr: excerpt(&tail) })?,
+            ),
+            (Some(_), None) => {
+                return Err(LaunchError::Tls {
+                    reason: "the plugin was given PLUGIN_CLIENT_CERT but printed no certificate in field 6 of its \
+                             handshake line; it does not support AutoMTLS (turn automtls off for this plugin)"
+                        .into(),
+                    stderr: excerpt(&tail),
+                });
+            }
+        };
 
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-        let channel = match connect::connect(&handshake.address, remaining).await {
+        let channel = match connect::connect(&handshake.address, remaining, tls).await {
             Ok(channel) => channel,
             Err(e) => {
                 return Err(LaunchError::Connect {
@@ -313,6 +385,8 @@ impl PluginProcess {
             name,
             pid,
             handshake,
+            handshake_text: line.trim().to_owned(),
+            stdout_after_handshake,
             channel,
             exit,
             stderr: tail,
@@ -335,6 +409,17 @@ impl PluginProcess {
     /// The handshake the plugin printed (negotiated version, address...).
     pub fn handshake(&self) -> &HandshakeLine {
         &self.handshake
+    }
+
+    /// The handshake line exactly as printed (whitespace-trimmed).
+    pub fn handshake_text(&self) -> &str {
+        &self.handshake_text
+    }
+
+    /// Bytes the plugin wrote to stdout after its handshake line (drained and
+    /// dropped, as go-plugin does).
+    pub fn stdout_bytes_after_handshake(&self) -> u64 {
+        self.stdout_after_handshake.load(Ordering::Relaxed)
     }
 
     /// The gRPC channel to the plugin; cheap to clone.
@@ -458,9 +543,11 @@ fn mirror_stdio(channel: Channel, name: Arc<str>) {
 
 fn make_socket_dir(base: Option<&Path>) -> Result<tempfile::TempDir, LaunchError> {
     let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
-    // tempfile makes the directory 0700: only the host (and the plugin, same user) enter it.
+    // 0700: only the host (and the plugin, same user) enter it. tempfile
+    // would otherwise leave the mode to the umask (usually 0755).
     let dir = tempfile::Builder::new()
         .prefix("pb-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&base)
         .map_err(|e| LaunchError::SocketDir(format!("{}: {e}", base.display())))?;
     let len = dir.path().as_os_str().len();

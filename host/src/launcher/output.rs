@@ -32,6 +32,7 @@ pub(crate) enum FirstLine {
 pub(crate) fn read_stdout<R: AsyncRead + Unpin + Send + 'static>(
     stdout: R,
     name: Arc<str>,
+    after_handshake: Arc<std::sync::atomic::AtomicU64>,
 ) -> oneshot::Receiver<FirstLine> {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -53,6 +54,7 @@ pub(crate) fn read_stdout<R: AsyncRead + Unpin + Send + 'static>(
                 break;
             }
             dropped += n as u64;
+            after_handshake.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if dropped > 0 {
             tracing::debug!(plugin = %name, bytes = dropped, "discarded stdout written after the handshake");

@@ -41,6 +41,11 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
 /// What the child process gets.
 pub(crate) struct ProcessSpec<'a> {
     pub program: &'a Path,
+    /// argv[0] when it differs from `program` (a pinned file run via /proc/self/fd).
+    pub arg0: Option<&'a std::ffi::OsStr>,
+    /// A descriptor the child keeps across exec (its CLOEXEC flag is cleared
+    /// in the child only).
+    pub keep_fd: Option<i32>,
     pub args: &'a [OsString],
     pub inherit_env: bool,
     pub env: Vec<(OsString, OsString)>,
@@ -50,6 +55,10 @@ pub(crate) struct ProcessSpec<'a> {
 /// stdin from /dev/null, and SIGKILL as its parent-death signal.
 pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
     let mut command = Command::new(spec.program);
+    if let Some(arg0) = spec.arg0 {
+        command.arg0(arg0);
+    }
+    let keep_fd = spec.keep_fd;
     command
         .args(spec.args)
         .stdin(Stdio::null())
@@ -65,9 +74,14 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
     // Appended after the inherited environment, so ours win.
     command.envs(spec.env);
     let host_pid = std::process::id();
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (fcntl, prctl, getppid) between fork and exec.
     unsafe {
         command.pre_exec(move || {
+            if let Some(fd) = keep_fd
+                && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -37,7 +37,7 @@ impl std::fmt::Debug for ConfigSchema {
 }
 
 impl ConfigSchema {
-    fn compile(text: &str) -> Result<Self, DescribeError> {
+    pub fn compile(text: &str) -> Result<Self, DescribeError> {
         if text.trim().is_empty() {
             return Ok(Self { validator: None });
         }

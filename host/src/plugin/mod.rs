@@ -10,6 +10,7 @@ mod executor;
 mod sink;
 mod source;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use plugboard_proto::handshake::HANDSHAKE;
 use plugboard_proto::plugboard::v1::{DescribeRequest, PluginInfo, PluginKind, plugin_client::PluginClient};
 
-use crate::launcher::{LaunchConfig, LaunchError, PluginProcess};
+use crate::launcher::{AddressPolicy, LaunchConfig, LaunchError, PluginProcess, Sha256};
 
 pub use describe::{ConfigSchema, DescribeError, Described, kind_name, valid_prefix, validate_info};
 pub use executor::{CommandOutcome, CommandRequest, ExecuteError, ExecutorClient};
@@ -45,11 +46,40 @@ pub struct StartOptions {
     pub kill_grace: Duration,
     /// Secrets masked in the plugin's forwarded logs.
     pub redact: Vec<String>,
+    /// Launch security per executable file name; others get the default.
+    pub security: Arc<BTreeMap<String, LaunchSecurity>>,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { start_timeout: Duration::from_secs(60), kill_grace: Duration::from_secs(2), redact: Vec::new() }
+        Self {
+            start_timeout: Duration::from_secs(60),
+            kill_grace: Duration::from_secs(2),
+            redact: Vec::new(),
+            security: Arc::default(),
+        }
+    }
+}
+
+impl StartOptions {
+    /// The settings for the executable at `path` (by file name).
+    pub fn security_for(&self, path: &Path) -> LaunchSecurity {
+        path.file_name().and_then(|n| self.security.get(n.to_string_lossy().as_ref())).cloned().unwrap_or_default()
+    }
+}
+
+/// How a plugboard plugin executable is launched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSecurity {
+    /// go-plugin AutoMTLS; on by default (measured cost: see `make bench`).
+    pub auto_mtls: bool,
+    pub sha256: Option<Sha256>,
+    pub address_policy: AddressPolicy,
+}
+
+impl Default for LaunchSecurity {
+    fn default() -> Self {
+        Self { auto_mtls: true, sha256: None, address_policy: AddressPolicy::default() }
     }
 }
 
@@ -66,6 +96,10 @@ pub async fn launch(name: &str, path: &Path, options: &StartOptions) -> Result<P
     cfg.start_timeout = options.start_timeout;
     cfg.kill_grace = options.kill_grace;
     cfg.redact = options.redact.clone();
+    let security = options.security_for(path);
+    cfg.auto_mtls = security.auto_mtls;
+    cfg.sha256 = security.sha256;
+    cfg.address_policy = security.address_policy;
     let timeout = options.start_timeout;
     // Describe travels with the launcher's health check: one round trip less at start.
     let describe = |channel| async move {

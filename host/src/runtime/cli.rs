@@ -91,6 +91,38 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Tools for plugin authors.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Launch a plugin executable as the host would and report, item by item,
+    /// what it gets right and wrong. Exits 0 only when every required item passes.
+    Check {
+        /// The plugin executable.
+        path: PathBuf,
+        /// Instance config (JSON) that the plugin's schema must accept and that
+        /// Stream/Execute receive.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Which kind to exercise (default: the first the plugin declares).
+        #[arg(long, value_enum)]
+        kind: Option<CheckKind>,
+        /// Deadline for start-up, the first event and a command's result.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CheckKind {
+    Source,
+    Executor,
+    Sink,
 }
 
 fn default_user() -> String {
@@ -125,6 +157,9 @@ pub fn main() -> ExitCode {
                     .await
             }
             Command::Plugins { ref config } => plugins(config.as_deref(), cli.plugins_dir.as_deref()).await,
+            Command::Plugin { command: PluginCommand::Check { ref path, ref config, kind, timeout } } => {
+                plugin_check(path, config, kind, timeout).await
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -312,6 +347,28 @@ async fn shell(
     let result = shell::run(shell::Backend::Embedded(service), identity).await;
     pool.stop().await;
     result.map(|_| ExitCode::SUCCESS)
+}
+
+async fn plugin_check(
+    path: &Path,
+    config: &str,
+    kind: Option<CheckKind>,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    use plugboard_proto::plugboard::v1::PluginKind;
+    let config: serde_json::Value =
+        serde_json::from_str(config).with_context(|| format!("--config is not JSON: {config}"))?;
+    let mut options = super::check::CheckOptions::new(path);
+    options.config = config;
+    options.timeout = timeout;
+    options.kind = kind.map(|k| match k {
+        CheckKind::Source => PluginKind::Source,
+        CheckKind::Executor => PluginKind::Executor,
+        CheckKind::Sink => PluginKind::Sink,
+    });
+    let report = super::check::check(&options).await;
+    println!("{report}");
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Exit codes outside 0..=255 (negative, huge) become 1, never a false 0.

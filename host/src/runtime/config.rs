@@ -37,6 +37,30 @@ pub struct Config {
     /// Chat-ops: commands run on events (event → command → output event).
     #[serde(default)]
     pub automations: Vec<super::commands::automation::AutomationConfig>,
+    /// Per-executable launch settings (AutoMTLS, checksum pinning, address
+    /// policy), keyed by the executable's file name in `plugins_dir`.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// How one plugin executable is launched.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// go-plugin AutoMTLS (default on): a per-launch certificate, TLS pinned
+    /// to the plugin's own. Turn off for plugins that cannot do TLS.
+    #[serde(default)]
+    pub automtls: Option<bool>,
+    /// Expected SHA-256 of the executable (64 hex digits): any other binary
+    /// is refused, and the file that was hashed is the one executed.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Accept a Unix socket outside the private per-launch directory.
+    #[serde(default)]
+    pub allow_socket_outside_dir: bool,
+    /// Accept a TCP address that is not loopback.
+    #[serde(default)]
+    pub allow_non_loopback_tcp: bool,
 }
 
 /// Exponential backoff with jitter between restarts of a crashed plugin.
@@ -178,6 +202,11 @@ impl Config {
                 ));
             }
         }
+        for (name, settings) in &self.plugins {
+            if let Some(Err(e)) = settings.sha256.as_deref().map(crate::launcher::Sha256::from_hex) {
+                problems.push(format!("plugins.{name}.sha256: {e}"));
+            }
+        }
         if self.restart.multiplier < 1.0 || !self.restart.multiplier.is_finite() {
             problems.push(format!("restart.multiplier must be at least 1, not {}", self.restart.multiplier));
         }
@@ -255,6 +284,21 @@ executors:
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("already used by sources[0]"), "{problems:?}");
         assert!(problems[1].contains("prefix \"bad  prefix\""), "{problems:?}");
+    }
+
+    #[test]
+    fn plugin_settings_parse_and_bad_digests_are_reported() {
+        let c = Config::parse(&format!(
+            "plugins:\n  plugboard-echo: {{ automtls: false, sha256: {} }}\n  other: {{ sha256: xyz }}\n",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(c.plugins["plugboard-echo"].automtls, Some(false));
+        let problems = c.static_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("plugins.other.sha256: \"xyz\" is not a SHA-256 digest"), "{problems:?}");
+        let err = Config::parse("plugins:\n  x: { automtl: true }\n").unwrap_err();
+        assert!(err.contains("unknown field `automtl`"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! resolution, the event output and the CLI.
 
 pub mod backoff;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

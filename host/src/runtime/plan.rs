@@ -114,6 +114,22 @@ pub fn start_options(config: &Config) -> StartOptions {
         start_timeout: config.start_timeout.unwrap_or(defaults.start_timeout),
         kill_grace: config.kill_grace.unwrap_or(defaults.kill_grace),
         redact: Vec::new(),
+        security: std::sync::Arc::new(
+            config.plugins.iter().map(|(name, settings)| (name.clone(), launch_security(settings))).collect(),
+        ),
+    }
+}
+
+/// A `plugins:` entry as launch settings (digests were checked by `static_problems`).
+fn launch_security(settings: &super::config::PluginSettings) -> crate::plugin::LaunchSecurity {
+    let defaults = crate::plugin::LaunchSecurity::default();
+    crate::plugin::LaunchSecurity {
+        auto_mtls: settings.automtls.unwrap_or(defaults.auto_mtls),
+        sha256: settings.sha256.as_deref().and_then(|h| crate::launcher::Sha256::from_hex(h).ok()),
+        address_policy: crate::launcher::AddressPolicy {
+            allow_socket_outside_dir: settings.allow_socket_outside_dir,
+            allow_non_loopback_tcp: settings.allow_non_loopback_tcp,
+        },
     }
 }
 
@@ -121,6 +137,14 @@ pub fn start_options(config: &Config) -> StartOptions {
 /// (or "embedded default") in errors.
 pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Plan, ConfigError> {
     let mut problems = config.static_problems();
+    for name in config.plugins.keys() {
+        if !registry.entries.iter().any(|e| &e.file_name == name) {
+            problems.push(format!(
+                "plugins.{name}: no executable named {name:?} in {} (keys are file names of plugin executables)",
+                registry.dir.display()
+            ));
+        }
+    }
     let mut sources = Vec::new();
     let mut executors = Vec::new();
     let mut table = CommandTable::default();
@@ -236,5 +260,29 @@ fn check_config(at: &str, plugin: &Described, config: &serde_json::Value, proble
             let e = super::secrets::mask_text(&e, &secrets);
             problems.push(format!("{at}: config rejected by plugin {:?}'s schema: {e}", plugin.info.name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_settings_become_launch_security_by_file_name() {
+        let config = Config::parse(&format!(
+            "plugins:\n  plugboard-py-counter: {{ automtls: false, sha256: {}, allow_socket_outside_dir: true }}\n",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        let start = start_options(&config);
+        let pinned = start.security_for(std::path::Path::new("/some/dir/plugboard-py-counter"));
+        assert!(!pinned.auto_mtls);
+        assert_eq!(pinned.sha256.map(|d| d.to_hex()), Some("ab".repeat(32)));
+        assert!(pinned.address_policy.allow_socket_outside_dir);
+        assert!(!pinned.address_policy.allow_non_loopback_tcp);
+        // Everything else: AutoMTLS on, nothing pinned, strict addresses.
+        let other = start.security_for(std::path::Path::new("/some/dir/plugboard-echo"));
+        assert_eq!(other, crate::plugin::LaunchSecurity::default());
+        assert!(other.auto_mtls);
     }
 }

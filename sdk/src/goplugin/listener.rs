@@ -39,7 +39,10 @@ pub(super) fn bind() -> io::Result<Socket> {
             (path.clone(), Cleanup::File(path))
         }
         _ => {
-            let dir = tempfile::Builder::new().prefix("plugboard-").tempdir()?;
+            let dir = tempfile::Builder::new()
+                .prefix("plugboard-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir()?;
             (dir.path().join("plugin.sock"), Cleanup::Dir(dir))
         }
     };

@@ -9,6 +9,7 @@ mod lazy;
 mod listener;
 mod services;
 mod stdout;
+mod tls;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ pub use plugboard_proto::goplugin::HandshakeConfig;
 use plugboard_proto::goplugin::{
     self, CORE_PROTOCOL_VERSION, HEALTH_SERVICE, HandshakeLine, NOT_A_PLUGIN_MESSAGE, PluginAddress,
 };
-use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
@@ -49,6 +49,8 @@ pub enum ServeError {
     Server(#[from] tonic::transport::Error),
     #[error("cannot write the handshake line to stdout: {0}")]
     Handshake(std::io::Error),
+    #[error("AutoMTLS: {0}")]
+    Tls(String),
 }
 
 /// Cancelled when the plugin is asked to stop (`Shutdown` or SIGTERM).
@@ -101,6 +103,8 @@ pub async fn serve_async(handshake: HandshakeConfig, routes: Routes, options: Se
         std::env::var(goplugin::env::PLUGIN_PROTOCOL_VERSIONS).ok().as_deref(),
         handshake.app_protocol_versions,
     );
+    // AutoMTLS when the host sent its certificate.
+    let tls = tls::from_env().map_err(ServeError::Tls)?;
     let socket = listener::bind().map_err(|e| ServeError::Listen(e.to_string()))?;
     let shutdown = shutdown_signal();
     spawn_signal_handlers(shutdown.clone());
@@ -124,7 +128,11 @@ pub async fn serve_async(handshake: HandshakeConfig, routes: Routes, options: Se
             .add_service(lazy::Lazy::new(move || reflection(&sets).build_v1alpha().ok()));
     }
 
-    let incoming = UnixListenerStream::new(socket.listener);
+    let (tls_config, server_cert) = match tls {
+        Some(t) => (Some(t.config), Some(t.cert_der)),
+        None => (None, None),
+    };
+    let incoming = tls::incoming(socket.listener, tls_config);
     let server = router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
     tokio::pin!(server);
 
@@ -135,7 +143,7 @@ pub async fn serve_async(handshake: HandshakeConfig, routes: Routes, options: Se
         app_version,
         address: PluginAddress::Unix(socket.path.clone()),
         protocol: "grpc".to_owned(),
-        server_cert: None,
+        server_cert,
     };
     {
         let mut out = std::io::stdout().lock();
