@@ -38,7 +38,12 @@ pub fn bin(name: &str) -> PathBuf {
 /// A `plugboard` command with a clean logging setup.
 pub fn plugboard() -> Command {
     let mut cmd = Command::new(bin("plugboard"));
-    cmd.env_remove("PLUGBOARD_LOG").env_remove("PLUGBOARD_PLUGINS_DIR").env_remove("RUST_LOG");
+    cmd.env_remove("PLUGBOARD_LOG")
+        .env_remove("PLUGBOARD_PLUGINS_DIR")
+        .env_remove("PLUGBOARD_STATE_DIR")
+        .env_remove("PLUGBOARD_URL")
+        .env_remove("PLUGBOARD_TOKEN")
+        .env_remove("RUST_LOG");
     // Tests run in parallel: every host gets its own free port.
     cmd.env("PLUGBOARD_LISTEN", "127.0.0.1:0");
     cmd
@@ -85,10 +90,16 @@ impl TestDir {
         path
     }
 
-    /// Writes `plugboard.yaml` (with `plugins_dir: plugins`) and returns its path.
+    /// The host's state directory for this test (the event store).
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Writes `plugboard.yaml` (with `plugins_dir: plugins` and `state_dir:
+    /// state`, so every test has its own event store) and returns its path.
     pub fn write_config(&self, yaml: &str) -> PathBuf {
         let path = self.dir.path().join("plugboard.yaml");
-        std::fs::write(&path, format!("plugins_dir: plugins\n{yaml}")).expect("write config");
+        std::fs::write(&path, format!("plugins_dir: plugins\nstate_dir: state\n{yaml}")).expect("write config");
         path
     }
 }

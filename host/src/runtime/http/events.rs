@@ -1,0 +1,115 @@
+//! `POST /v1/events`: the CloudEvents HTTP protocol binding into the store.
+//!
+//! - binary mode: attributes in `ce-` headers, data in the body;
+//! - structured mode: `Content-Type: application/cloudevents+json`;
+//! - batched mode: `Content-Type: application/cloudevents-batch+json` (a JSON array).
+//!
+//! 202 only once every event is durably stored (duplicates of stored events
+//! are acknowledged, not stored again); 400 naming the problem when any event
+//! is malformed, 413 past `http.body_limit`, 415 for other event formats,
+//! 401 without the right bearer token. A rejected request stores nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, binding, check_bearer};
+use crate::runtime::pipeline::{HTTP_INSTANCE, IngestError, Ingress};
+
+/// The events endpoint's state.
+pub struct EventsEndpoint {
+    pub ingress: Ingress,
+    /// Bearer token required (`http.events_token`, else `http.token`).
+    pub token: Option<String>,
+    instance: Arc<str>,
+}
+
+impl EventsEndpoint {
+    pub fn new(ingress: Ingress, token: Option<String>) -> Self {
+        Self { ingress, token, instance: Arc::from(HTTP_INSTANCE) }
+    }
+}
+
+pub fn router(endpoint: EventsEndpoint) -> Router {
+    Router::new().route("/v1/events", axum::routing::post(post_events)).with_state(Arc::new(endpoint))
+}
+
+async fn post_events(State(endpoint): State<Arc<EventsEndpoint>>, request: Request) -> Response {
+    match accept(&endpoint, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept(endpoint: &EventsEndpoint, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    check_bearer(&parts.headers, endpoint.token.as_deref())?;
+    let body = read_body(body).await?;
+    let events = parse(&parts.headers, &body)?;
+    match endpoint.ingress.ingest(&endpoint.instance, events).await {
+        Ok(report) => Ok((StatusCode::ACCEPTED, axum::Json(report)).into_response()),
+        Err(e @ IngestError::Invalid { .. }) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string()))
+        }
+        Err(IngestError::Store(e)) => Err(ApiError::unavailable(format!("events not stored: {e}"))),
+    }
+}
+
+/// The whole body (the server's body limit applies), or 413.
+pub async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, usize::MAX).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_large {
+            payload_too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than http.body_limit")
+}
+
+/// The events in a request, by content mode.
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<plugboard_proto::CloudEvent>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", message);
+    let unsupported = |what: &str| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "{what} {content_type:?} is not supported: use application/cloudevents+json, application/cloudevents-batch+json or binary mode"
+            ),
+        )
+    };
+    if content_type.starts_with("application/cloudevents-batch") {
+        if !content_type.starts_with("application/cloudevents-batch+json") {
+            return Err(unsupported("batch format"));
+        }
+        plugboard_proto::event::batch_from_json_slice(body).map_err(|(index, e)| match e {
+            plugboard_proto::event::EventError::Json(_) if index == 0 && !body.trim_ascii_start().starts_with(b"[") => {
+                invalid(format!("a batch is a JSON array of events: {e}"))
+            }
+            e => invalid(format!("event {index}: {e}")),
+        })
+    } else if content_type.starts_with("application/cloudevents") {
+        if !content_type.starts_with("application/cloudevents+json") {
+            return Err(unsupported("event format"));
+        }
+        plugboard_proto::event::from_json_slice(body).map(|e| vec![e]).map_err(|e| invalid(e.to_string()))
+    } else {
+        let event = binding::decode(headers, body).map_err(|e| invalid(e.to_string()))?;
+        plugboard_proto::event::validate(&event).map_err(|e| invalid(e.to_string()))?;
+        Ok(vec![event])
+    }
+}
