@@ -1,6 +1,7 @@
 # plugboard: two commands do everything on a fresh machine with the Rust toolchain.
 #   make run    build everything (release) and run the embedded default
 #   make test   build and run every test
+#   make test-e2e  install what the e2e tests need beyond cargo, then run them
 # Other targets: build, install-plugins, bench, lint, fmt, clean.
 
 CARGO   ?= cargo
@@ -11,7 +12,7 @@ PLUGINS_DIR := $(TARGET_DIR)/plugins
 CONTRIB := $(notdir $(wildcard contrib/*))
 RELEASE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: all build install-plugins run test test-unit bench lint fmt clean
+.PHONY: all build install-plugins run test test-unit test-e2e bench lint fmt clean
 
 all: build
 
@@ -37,13 +38,31 @@ test:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
+# End-to-end tests that need programs beyond cargo (tests/tests/e2e_*.rs, built
+# with the plugboard-tests `e2e` feature). The Debian packages they need are
+# installed first when missing (apt-get; root or sudo).
+E2E_DEBS ?= sqlite3
+E2E_TESTS := $(basename $(notdir $(wildcard tests/tests/e2e_*.rs)))
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test-e2e:
+	@missing=""; for p in $(E2E_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p plugboard-tests --features e2e $(addprefix --test ,$(E2E_TESTS))
+
 bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p plugboard-host --bench plugin
+	$(CARGO) bench -p plugboard-host --bench pipeline
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p plugboard-tests --features e2e --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -155,8 +155,17 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         &mut problems,
     );
     let mut source_names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
-    source_names.extend([super::host_events::HOST_INSTANCE, HTTP_INSTANCE]);
-    let sink_names: Vec<&str> = sinks.iter().map(|s| &*s.name).collect();
+    for pseudo in [super::host_events::HOST_INSTANCE, HTTP_INSTANCE] {
+        if !source_names.contains(&pseudo) {
+            source_names.push(pseudo);
+        }
+    }
+    // Every configured name counts, even of a sink with problems of its own.
+    let sink_names: Vec<&str> = if config.sinks.is_empty() {
+        sinks.iter().map(|s| &*s.name).collect()
+    } else {
+        config.sinks.iter().map(|s| s.name.as_str()).collect()
+    };
     let routing = Routing::compile(&config.routes, &source_names, &sink_names, &mut problems);
 
     if !problems.is_empty() {

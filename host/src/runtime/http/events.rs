@@ -49,7 +49,11 @@ async fn accept(endpoint: &EventsEndpoint, request: Request) -> Result<Response,
     let (parts, body) = request.into_parts();
     check_bearer(&parts.headers, endpoint.token.as_deref())?;
     let body = read_body(body).await?;
-    let events = parse(&parts.headers, &body)?;
+    let events = parse(&parts.headers, &body).inspect_err(|e| {
+        if e.code == "invalid_event" {
+            endpoint.ingress.count_invalid(&endpoint.instance, 1);
+        }
+    })?;
     match endpoint.ingress.ingest(&endpoint.instance, events).await {
         Ok(report) => Ok((StatusCode::ACCEPTED, axum::Json(report)).into_response()),
         Err(e @ IngestError::Invalid { .. }) => {
@@ -96,20 +100,55 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<plugboard_proto::CloudE
         if !content_type.starts_with("application/cloudevents-batch+json") {
             return Err(unsupported("batch format"));
         }
-        plugboard_proto::event::batch_from_json_slice(body).map_err(|(index, e)| match e {
-            plugboard_proto::event::EventError::Json(_) if index == 0 && !body.trim_ascii_start().starts_with(b"[") => {
-                invalid(format!("a batch is a JSON array of events: {e}"))
+        plugboard_proto::event::batch_from_json_slice(body).map_err(|(index, e)| {
+            let values = serde_json::from_slice::<Vec<serde_json::Value>>(body);
+            match (e, values) {
+                (e, Err(_)) if index == 0 => invalid(format!("a batch is a JSON array of events: {e}")),
+                (e, Ok(values)) => invalid(format!("event {index}: {}", explain(values.get(index), e))),
+                (e, Err(_)) => invalid(format!("event {index}: {e}")),
             }
-            e => invalid(format!("event {index}: {e}")),
         })
     } else if content_type.starts_with("application/cloudevents") {
         if !content_type.starts_with("application/cloudevents+json") {
             return Err(unsupported("event format"));
         }
-        plugboard_proto::event::from_json_slice(body).map(|e| vec![e]).map_err(|e| invalid(e.to_string()))
+        plugboard_proto::event::from_json_slice(body)
+            .map(|e| vec![e])
+            .map_err(|e| invalid(explain(serde_json::from_slice::<serde_json::Value>(body).ok().as_ref(), e)))
     } else {
         let event = binding::decode(headers, body).map_err(|e| invalid(e.to_string()))?;
         plugboard_proto::event::validate(&event).map_err(|e| invalid(e.to_string()))?;
         Ok(vec![event])
     }
+}
+
+/// A clearer reason than the JSON parser's for the usual mistakes in an event
+/// that did not parse: a missing or mistyped required attribute, a `time`
+/// that is not RFC 3339, a bad attribute name.
+fn explain(event: Option<&serde_json::Value>, error: plugboard_proto::event::EventError) -> String {
+    use plugboard_proto::event::{EventError, validate_attribute_name};
+    let Some(event) = event else { return error.to_string() };
+    let Some(object) = event.as_object() else { return "an event in the JSON format is a JSON object".into() };
+    for name in ["id", "source", "specversion", "type"] {
+        match object.get(name) {
+            None => return EventError::Missing(name).to_string(),
+            Some(serde_json::Value::String(_)) => {}
+            Some(other) => return format!("attribute {name:?} must be a string, not {other}"),
+        }
+    }
+    if let Some(time) = object.get("time") {
+        let valid = time.as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok());
+        if !valid {
+            return format!("attribute \"time\": {time} is not an RFC 3339 timestamp");
+        }
+    }
+    for name in object.keys() {
+        if matches!(name.as_str(), "id" | "source" | "specversion" | "type" | "data" | "data_base64") {
+            continue;
+        }
+        if let Err(e) = validate_attribute_name(name) {
+            return e.to_string();
+        }
+    }
+    error.to_string()
 }

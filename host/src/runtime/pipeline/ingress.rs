@@ -48,6 +48,14 @@ impl Ingress {
         Self { store, drop_types, counters }
     }
 
+    /// Counts events of `instance` rejected before they could be parsed into
+    /// CloudEvents (malformed HTTP requests).
+    pub fn count_invalid(&self, instance: &str, n: u64) {
+        let counters = self.counters.source(instance);
+        SourceCounters::add(&counters.received, n);
+        SourceCounters::add(&counters.invalid, n);
+    }
+
     /// Validates every event, drops unwanted types, stores the rest under
     /// `instance` and returns once they are durable.
     pub async fn ingest(&self, instance: &Arc<str>, events: Vec<CloudEvent>) -> Result<IngestReport, IngestError> {

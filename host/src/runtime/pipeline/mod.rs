@@ -129,6 +129,10 @@ impl Pipeline {
         drop(queues);
         catcher_stop.cancel();
         let _ = catcher.await;
+        // What the catcher handed over is committed before sinks drain.
+        if let Err(e) = store.flush().await {
+            tracing::error!("cannot store the last events at shutdown: {e}");
+        }
         dispatch.drain.cancel();
         let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
             for d in &mut dispatchers {

@@ -14,6 +14,8 @@ use crate::runtime::store::StoredEvent;
 
 /// How long one `Publish` may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a health check may take when telling a refusal from a crash.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct PluginSink {
     name: Arc<str>,
@@ -59,11 +61,17 @@ impl Sink for PluginSink {
         let failure = tokio::select! {
             result = tokio::time::timeout(PUBLISH_TIMEOUT, client.publish(&name, &config, batch)) => match result {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(status)) if status.code() != tonic::Code::Unavailable => {
-                    // The plugin answered: it is alive and refused this batch.
-                    return Err(DeliveryError::retry(format!("sink plugin refused the batch: {}", status.message())));
+                Ok(Err(status)) => {
+                    // A plugin that still answers its health check refused
+                    // the batch: retry without restarting it.
+                    if process.exit_reason().is_none() && process.ping(PING_TIMEOUT).await.is_ok() {
+                        return Err(DeliveryError::retry(format!("sink plugin refused the batch: {}", status.message())));
+                    }
+                    match process.exit_reason() {
+                        Some(reason) => format!("sink plugin process {} exited ({reason})", process.pid()),
+                        None => format!("sink plugin does not answer: {}", status.message()),
+                    }
                 }
-                Ok(Err(status)) => format!("sink plugin is unavailable: {}", status.message()),
                 Err(_) => format!("sink plugin did not answer within {PUBLISH_TIMEOUT:?}"),
             },
             reason = process.wait() => format!("sink plugin process {} exited ({reason})", process.pid()),

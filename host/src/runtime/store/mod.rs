@@ -226,6 +226,11 @@ impl Store {
         receipt.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Returns once everything submitted before is committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.ingest(EventBatch::default()).await.map(|_| ())
+    }
+
     /// Records that `sink` has dealt with every event up to `seq`.
     pub fn set_sink_cursor(&self, sink: &str, seq: u64) {
         self.side(|s| {

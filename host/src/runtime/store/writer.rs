@@ -278,6 +278,7 @@ impl Writer {
     /// tail and announce the new committed seq.
     fn publish(&mut self, work: Work, assigned: Assigned) {
         let mut stored = Vec::with_capacity(work.events);
+        let mut replies = Vec::new();
         {
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
             for ((batch, reply), seqs) in work.entries.into_iter().zip(assigned) {
@@ -314,13 +315,17 @@ impl Writer {
                     add_counts(&mut counts, instance, delta);
                 }
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(Receipt { seqs }));
+                    replies.push((reply, seqs));
                 }
             }
         }
         if !stored.is_empty() {
             self.tail.push(stored);
             self.committed.send_replace(self.next_seq - 1);
+        }
+        // Last: whoever waits on a receipt finds the events already visible.
+        for (reply, seqs) in replies {
+            let _ = reply.send(Ok(Receipt { seqs }));
         }
     }
 }
