@@ -22,7 +22,7 @@ use super::drop_types::DropTypes;
 use crate::runtime::store::{EventBatch, Store};
 
 /// Events taken from the queues per batch.
-const CATCH_BATCH: usize = 4096;
+const CATCH_BATCH: usize = 2048;
 
 /// The pipeline has shut down: stop reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -116,7 +116,7 @@ impl Catcher {
             if n == 0 {
                 break;
             }
-            let batch = catch(&mut rules, &mut caught);
+            let batch = catch(&mut rules, &mut caught, store.batch(CATCH_BATCH));
             if !batch.is_empty() && store.submit(batch).await.is_err() {
                 tracing::error!("the event store shut down before the catcher: events still queued are not stored");
                 break;
@@ -127,8 +127,7 @@ impl Catcher {
 }
 
 /// Validates, filters and batches what was caught.
-fn catch(rules: &mut HashMap<Arc<str>, Rules>, caught: &mut Vec<Caught>) -> EventBatch {
-    let mut batch = EventBatch::with_capacity(caught.len());
+fn catch(rules: &mut HashMap<Arc<str>, Rules>, caught: &mut Vec<Caught>, mut batch: EventBatch) -> EventBatch {
     for c in caught.drain(..) {
         let Some(rules) = rules.get_mut(&c.instance) else { continue };
         SourceCounters::add(&rules.counters.received, 1);

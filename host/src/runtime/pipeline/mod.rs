@@ -35,7 +35,7 @@ use super::store::{Opened, Store, StoreError};
 /// The pseudo source instance of events posted to `POST /v1/events`.
 pub const HTTP_INSTANCE: &str = "http";
 /// Events one source may have queued before its reader waits.
-pub const SOURCE_QUEUE: usize = 4096;
+pub const SOURCE_QUEUE: usize = 2048;
 /// How long sinks may take, at shutdown, to deliver what is stored.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 

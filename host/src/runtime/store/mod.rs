@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use read::{DeadLetter, ListFilter, ListedEvent, Reader, Replay, SharedReader};
 pub use tail::{Tail, TailRead};
-pub use writer::{EventBatch, Receipt};
+pub use writer::{BatchPool, EventBatch, Receipt};
 
 /// The database file inside `state_dir`.
 pub const DB_FILE: &str = "events.db";
@@ -37,7 +37,7 @@ pub const LOCK_FILE: &str = "plugboard.lock";
 /// Committed events kept in memory for sinks that keep up.
 pub const TAIL_EVENTS: usize = 64 * 1024;
 /// Writer requests queued before submitters wait.
-const WRITER_QUEUE: usize = 16;
+const WRITER_QUEUE: usize = 2;
 
 /// One event as stored: its place in the store and the instance it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +133,7 @@ struct Inner {
     tail: Arc<Tail>,
     committed: watch::Receiver<u64>,
     counts: Arc<Mutex<HashMap<Arc<str>, InstanceCounts>>>,
+    pool: Arc<BatchPool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: nix::fcntl::Flock<File>,
 }
@@ -182,6 +183,7 @@ impl Store {
         let side = Arc::new(Mutex::new(SideWrites::default()));
         let tail = Arc::new(Tail::new(TAIL_EVENTS));
         let counts = Arc::new(Mutex::new(HashMap::new()));
+        let pool = Arc::new(BatchPool::default());
         let writer = writer::Writer::new(
             conn,
             path.clone(),
@@ -190,6 +192,7 @@ impl Store {
             Arc::clone(&tail),
             committed_tx,
             Arc::clone(&counts),
+            Arc::clone(&pool),
         );
         let thread = std::thread::Builder::new()
             .name("plugboard-store-writer".into())
@@ -202,6 +205,7 @@ impl Store {
             tail,
             committed,
             counts,
+            pool,
             thread: Mutex::new(Some(thread)),
             _lock: lock,
         };
@@ -211,6 +215,11 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// An empty batch to fill (recycled when one is free).
+    pub fn batch(&self, events: usize) -> EventBatch {
+        self.inner.pool.take(events)
     }
 
     /// Queues events for the next group commit (back-pressure: waits while

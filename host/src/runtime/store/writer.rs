@@ -40,7 +40,7 @@ struct Item {
 
 impl EventBatch {
     pub fn with_capacity(events: usize) -> Self {
-        Self { blob: Vec::with_capacity(events * 256), items: Vec::with_capacity(events), cursors: Vec::new() }
+        Self { blob: Vec::with_capacity(events * 160), items: Vec::with_capacity(events), cursors: Vec::new() }
     }
 
     /// Adds an event (already validated) produced by `instance`.
@@ -64,6 +64,12 @@ impl EventBatch {
         self.items.len()
     }
 
+    fn clear(&mut self) {
+        self.blob.clear();
+        self.items.clear();
+        self.cursors.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty() && self.cursors.is_empty()
     }
@@ -71,6 +77,32 @@ impl EventBatch {
     /// The events in this batch, in order.
     pub fn events(&self) -> impl Iterator<Item = &CloudEvent> {
         self.items.iter().map(|i| &i.event)
+    }
+}
+
+/// Emptied batches, handed back by the writer for the catcher to fill again:
+/// at high rates their buffers (hundreds of KiB each) are reused rather than
+/// allocated and freed for every batch.
+#[derive(Debug, Default)]
+pub struct BatchPool {
+    free: Mutex<Vec<EventBatch>>,
+}
+
+impl BatchPool {
+    const KEEP: usize = 8;
+
+    /// An empty batch, with room for `events` when it has to be new.
+    pub fn take(&self, events: usize) -> EventBatch {
+        let batch = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        batch.unwrap_or_else(|| EventBatch::with_capacity(events))
+    }
+
+    fn put(&self, mut batch: EventBatch) {
+        batch.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < Self::KEEP {
+            free.push(batch);
+        }
     }
 }
 
@@ -150,6 +182,7 @@ pub(super) struct Writer {
     tail: Arc<Tail>,
     committed: watch::Sender<u64>,
     counts: Arc<Mutex<HashMap<Arc<str>, InstanceCounts>>>,
+    pool: Arc<BatchPool>,
 }
 
 impl Writer {
@@ -161,8 +194,9 @@ impl Writer {
         tail: Arc<Tail>,
         committed: watch::Sender<u64>,
         counts: Arc<Mutex<HashMap<Arc<str>, InstanceCounts>>>,
+        pool: Arc<BatchPool>,
     ) -> Self {
-        Self { conn, path, next_seq, side, tail, committed, counts }
+        Self { conn, path, next_seq, side, tail, committed, counts, pool }
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
@@ -281,9 +315,9 @@ impl Writer {
         let mut replies = Vec::new();
         {
             let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-            for ((batch, reply), seqs) in work.entries.into_iter().zip(assigned) {
+            for ((mut batch, reply), seqs) in work.entries.into_iter().zip(assigned) {
                 let mut current: Option<(Arc<str>, InstanceCounts)> = None;
-                for (item, seq) in batch.items.into_iter().zip(seqs.iter()) {
+                for (item, seq) in batch.items.drain(..).zip(seqs.iter()) {
                     if current.as_ref().is_none_or(|(i, _)| *i != item.instance) {
                         if let Some((instance, delta)) = current.take() {
                             add_counts(&mut counts, instance, delta);
@@ -317,6 +351,7 @@ impl Writer {
                 if let Some(reply) = reply {
                     replies.push((reply, seqs));
                 }
+                self.pool.put(batch);
             }
         }
         if !stored.is_empty() {
