@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS events (
     time      INTEGER,           -- CloudEvents time, unix microseconds, when given
     stored_at INTEGER NOT NULL,  -- unix microseconds
     event     BLOB    NOT NULL,
-    UNIQUE (source, id)
+    -- Dedupe on (source, id). Ids come first: they differ early, sources
+    -- often share long prefixes, and every insert compares keys.
+    UNIQUE (id, source)
 );
 
 -- Per source instance: the cursor of the last event stored for it, written
