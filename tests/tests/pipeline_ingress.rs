@@ -126,7 +126,9 @@ fn malformed_events_get_400_naming_the_problem_and_nothing_is_stored() {
         e.as_object_mut().unwrap().remove(key);
         e
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, &str)> = vec![
+    // (what, request headers, body, what the error message must mention)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, &'a str);
+    let cases: Vec<Case> = vec![
         ("not JSON", vec![STRUCTURED], b"{\"specversion\": ".to_vec(), "not a CloudEvent in the JSON format"),
         ("no id", vec![STRUCTURED], without("id").to_string().into(), "id"),
         ("no source", vec![STRUCTURED], without("source").to_string().into(), "source"),

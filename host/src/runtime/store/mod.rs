@@ -126,14 +126,19 @@ enum WriterMsg {
     Close,
 }
 
+/// What the writer thread shares with the store's handles.
+struct Shared {
+    side: Mutex<SideWrites>,
+    tail: Arc<Tail>,
+    counts: Mutex<HashMap<Arc<str>, InstanceCounts>>,
+    pool: BatchPool,
+}
+
 struct Inner {
     path: PathBuf,
     tx: mpsc::Sender<WriterMsg>,
-    side: Arc<Mutex<SideWrites>>,
-    tail: Arc<Tail>,
+    shared: Arc<Shared>,
     committed: watch::Receiver<u64>,
-    counts: Arc<Mutex<HashMap<Arc<str>, InstanceCounts>>>,
-    pool: Arc<BatchPool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: nix::fcntl::Flock<File>,
 }
@@ -180,35 +185,18 @@ impl Store {
 
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (committed_tx, committed) = watch::channel(opened.last_seq);
-        let side = Arc::new(Mutex::new(SideWrites::default()));
-        let tail = Arc::new(Tail::new(TAIL_EVENTS));
-        let counts = Arc::new(Mutex::new(HashMap::new()));
-        let pool = Arc::new(BatchPool::default());
-        let writer = writer::Writer::new(
-            conn,
-            path.clone(),
-            opened.last_seq + 1,
-            Arc::clone(&side),
-            Arc::clone(&tail),
-            committed_tx,
-            Arc::clone(&counts),
-            Arc::clone(&pool),
-        );
+        let shared = Arc::new(Shared {
+            side: Mutex::default(),
+            tail: Arc::new(Tail::new(TAIL_EVENTS)),
+            counts: Mutex::default(),
+            pool: BatchPool::default(),
+        });
+        let writer = writer::Writer::new(conn, path.clone(), opened.last_seq + 1, Arc::clone(&shared), committed_tx);
         let thread = std::thread::Builder::new()
             .name("plugboard-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-        let inner = Inner {
-            path: path.clone(),
-            tx,
-            side,
-            tail,
-            committed,
-            counts,
-            pool,
-            thread: Mutex::new(Some(thread)),
-            _lock: lock,
-        };
+        let inner = Inner { path: path.clone(), tx, shared, committed, thread: Mutex::new(Some(thread)), _lock: lock };
         Ok((Self { inner: Arc::new(inner) }, opened))
     }
 
@@ -219,7 +207,7 @@ impl Store {
 
     /// An empty batch to fill (recycled when one is free).
     pub fn batch(&self, events: usize) -> EventBatch {
-        self.inner.pool.take(events)
+        self.inner.shared.pool.take(events)
     }
 
     /// Queues events for the next group commit (back-pressure: waits while
@@ -270,7 +258,7 @@ impl Store {
 
     fn side(&self, f: impl FnOnce(&mut SideWrites)) {
         {
-            let mut side = self.inner.side.lock().unwrap_or_else(|e| e.into_inner());
+            let mut side = self.inner.shared.side.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut side);
         }
         // A full queue means the writer is busy and will see the side writes
@@ -280,7 +268,7 @@ impl Store {
 
     /// Recently committed events.
     pub fn tail(&self) -> &Arc<Tail> {
-        &self.inner.tail
+        &self.inner.shared.tail
     }
 
     /// The highest committed seq, updated after every commit.
@@ -290,7 +278,7 @@ impl Store {
 
     /// Stored and duplicate counts per source instance since the host started.
     pub fn instance_counts(&self) -> HashMap<Arc<str>, InstanceCounts> {
-        self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.inner.shared.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A new read connection.

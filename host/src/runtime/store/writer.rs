@@ -13,7 +13,7 @@ use prost::Message as _;
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{DeadLetterOp, InstanceCounts, SideWrites, StoreError, StoredEvent, Tail, WriterMsg, now_micros};
+use super::{DeadLetterOp, InstanceCounts, Shared, SideWrites, StoreError, StoredEvent, WriterMsg, now_micros};
 
 /// Events one transaction takes at most, so one commit never holds
 /// everything up for long.
@@ -178,11 +178,8 @@ pub(super) struct Writer {
     conn: Connection,
     path: PathBuf,
     next_seq: u64,
-    side: Arc<Mutex<SideWrites>>,
-    tail: Arc<Tail>,
+    shared: Arc<Shared>,
     committed: watch::Sender<u64>,
-    counts: Arc<Mutex<HashMap<Arc<str>, InstanceCounts>>>,
-    pool: Arc<BatchPool>,
 }
 
 impl Writer {
@@ -190,13 +187,10 @@ impl Writer {
         conn: Connection,
         path: PathBuf,
         next_seq: u64,
-        side: Arc<Mutex<SideWrites>>,
-        tail: Arc<Tail>,
+        shared: Arc<Shared>,
         committed: watch::Sender<u64>,
-        counts: Arc<Mutex<HashMap<Arc<str>, InstanceCounts>>>,
-        pool: Arc<BatchPool>,
     ) -> Self {
-        Self { conn, path, next_seq, side, tail, committed, counts, pool }
+        Self { conn, path, next_seq, shared, committed }
     }
 
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
@@ -228,7 +222,7 @@ impl Writer {
     /// full, I/O errors): source events held here are not lost, and the
     /// queues behind the writer push back on the sources meanwhile.
     fn commit(&mut self, mut work: Work, closing: bool) {
-        let side = std::mem::take(&mut *self.side.lock().unwrap_or_else(|e| e.into_inner()));
+        let side = std::mem::take(&mut *self.shared.side.lock().unwrap_or_else(|e| e.into_inner()));
         if work.entries.is_empty() && side.is_empty() {
             return;
         }
@@ -314,7 +308,7 @@ impl Writer {
         let mut stored = Vec::with_capacity(work.events);
         let mut replies = Vec::new();
         {
-            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counts = self.shared.counts.lock().unwrap_or_else(|e| e.into_inner());
             for ((mut batch, reply), seqs) in work.entries.into_iter().zip(assigned) {
                 let mut current: Option<(Arc<str>, InstanceCounts)> = None;
                 for (item, seq) in batch.items.drain(..).zip(seqs.iter()) {
@@ -351,11 +345,11 @@ impl Writer {
                 if let Some(reply) = reply {
                     replies.push((reply, seqs));
                 }
-                self.pool.put(batch);
+                self.shared.pool.put(batch);
             }
         }
         if !stored.is_empty() {
-            self.tail.push(stored);
+            self.shared.tail.push(stored);
             self.committed.send_replace(self.next_seq - 1);
         }
         // Last: whoever waits on a receipt finds the events already visible.
