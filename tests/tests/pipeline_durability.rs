@@ -117,3 +117,22 @@ fn a_clean_restart_resumes_sources_and_sinks_without_a_repeat() {
         stored_events(&config, &[]).iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(stored, expected);
 }
+
+#[test]
+fn a_second_host_on_the_same_state_dir_is_refused() {
+    let dir = TestDir::new();
+    let config = dir.write_config("");
+    let first = run_host(&config);
+    http_addr(&first.stderr);
+    let out = plugboard().args(["run", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state directory {} is in use by another plugboard host (pid {})",
+            dir.state().display(),
+            first.pid()
+        )),
+        "{stderr}"
+    );
+}

@@ -149,3 +149,44 @@ impl Host {
         self.pipeline.stop().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::store::{ListFilter, Reader};
+
+    /// Host events take the same path as source events, under the
+    /// `plugboard` instance, and reach the sinks.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn host_events_are_stored_under_the_plugboard_instance_and_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        let out = dir.path().join("out.jsonl");
+        let config = Config::parse(&format!(
+            "state_dir: {}\nhttp: {{ enabled: false }}\nsinks:\n  - name: out\n    file: {{ path: {} }}\n",
+            dir.path().join("state").display(),
+            out.display()
+        ))
+        .unwrap();
+        let registry = crate::runtime::registry::Registry::discover(&dir.path().join("plugins"), &Default::default())
+            .await
+            .unwrap();
+        let plan = crate::runtime::plan::plan(&config, &registry, "test".into()).unwrap();
+        let shutdown = CancellationToken::new();
+        let host = Host::start(plan, &config, shutdown.clone()).await.unwrap();
+        let mut event = HostEvents::event("dev.plugboard.audit");
+        event.id = "audit-1".into();
+        assert!(host.host_events.emit(event).await);
+        shutdown.cancel();
+        host.wait().await;
+
+        let listed = Reader::open(&dir.path().join("state")).unwrap().list(&ListFilter::default()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(&*listed[0].stored.instance, HOST_INSTANCE);
+        assert_eq!(listed[0].stored.event.id, "audit-1");
+        assert_eq!(listed[0].stored.event.source, crate::runtime::host_events::HOST_SOURCE);
+        // Stored before the host stopped, and delivered at shutdown.
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("\"id\":\"audit-1\""), "{text}");
+    }
+}

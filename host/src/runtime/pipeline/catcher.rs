@@ -186,6 +186,56 @@ impl LogLimiter {
 mod tests {
     use super::*;
 
+    fn event(id: &str) -> CloudEvent {
+        CloudEvent {
+            id: id.into(),
+            source: "/s".into(),
+            spec_version: "1.0".into(),
+            r#type: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A full queue makes its own source wait, and only its own: another
+    /// source's events still go in. Once the catcher runs, all are stored.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_queue_holds_back_only_its_own_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let counters = Arc::new(Counters::new([&Arc::from("flood"), &Arc::from("calm")]));
+        let mut catcher = Catcher::new(store.clone(), counters);
+        let flood = catcher.queue(Arc::from("flood"), 4, DropTypes::default());
+        let calm = catcher.queue(Arc::from("calm"), 4, DropTypes::default());
+        for i in 0..4 {
+            flood.send(event(&format!("f{i}")), i.to_string()).await.unwrap();
+        }
+        // The catcher is not running: the flood's fifth event must wait...
+        let blocked = tokio::time::timeout(Duration::from_millis(100), flood.send(event("f4"), "4".into())).await;
+        assert!(blocked.is_err(), "a full queue accepted another event");
+        // ... while the calm source is not held up by it.
+        tokio::time::timeout(Duration::from_secs(5), calm.send(event("c0"), "0".into()))
+            .await
+            .expect("the calm source was blocked by the flood")
+            .unwrap();
+
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(catcher.run(stop.clone()));
+        flood.send(event("f4"), "4".into()).await.unwrap();
+        drop((flood, calm));
+        task.await.unwrap();
+        store.flush().await.unwrap();
+        let mut reader = store.reader().unwrap();
+        let mut ids: Vec<String> =
+            reader.list(&Default::default()).unwrap().into_iter().map(|e| e.stored.event.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["c0", "f0", "f1", "f2", "f3", "f4"]);
+        store.close().await;
+        drop(store);
+        let (_, opened) = Store::open(dir.path()).unwrap();
+        assert_eq!(opened.source_cursors["flood"], "4");
+        assert_eq!(opened.source_cursors["calm"], "0");
+    }
+
     #[test]
     fn the_log_limiter_lets_a_few_lines_through_per_window() {
         let mut l = LogLimiter::new(Duration::from_secs(3600), 2);
