@@ -20,6 +20,10 @@ use crate::runtime::store::{Replay, SharedReader, Store, StoreError, StoredEvent
 
 /// How often a dispatcher looks for replay requests.
 const REPLAY_POLL: Duration = Duration::from_secs(1);
+/// How long a moved cursor may wait before it is persisted: at low rates
+/// this saves a transaction per delivery; a crash may redeliver at most
+/// this much (at-least-once).
+const CURSOR_PERSIST_DELAY: Duration = Duration::from_millis(100);
 
 /// What a sink did, since the host started.
 #[derive(Debug, Default)]
@@ -70,6 +74,8 @@ pub struct Dispatcher {
     retry: RetryConfig,
     batch_size: usize,
     cursor: u64,
+    /// When the moved cursor is due to be persisted (`None`: it is).
+    persist_due: Option<tokio::time::Instant>,
     stats: Arc<SinkStats>,
 }
 
@@ -96,6 +102,7 @@ impl Dispatcher {
             retry: plan.retry.clone(),
             batch_size: plan.batch_size.max(1),
             cursor,
+            persist_due: None,
             stats,
         })
     }
@@ -114,6 +121,9 @@ impl Dispatcher {
             if control.stop.is_cancelled() {
                 break;
             }
+            if self.persist_due.is_some_and(|due| due <= tokio::time::Instant::now()) {
+                self.persist_cursor();
+            }
             if replays_checked.is_none_or(|t| t.elapsed() >= REPLAY_POLL) {
                 replays_checked = Some(Instant::now());
                 if self.apply_replays(&control).await.is_err() {
@@ -125,9 +135,11 @@ impl Dispatcher {
                 if draining {
                     break;
                 }
+                let persist_due = self.persist_due.unwrap_or_else(|| tokio::time::Instant::now() + REPLAY_POLL);
                 tokio::select! {
                     changed = committed.changed() => if changed.is_err() { draining = true },
                     _ = tokio::time::sleep(REPLAY_POLL) => {}
+                    _ = tokio::time::sleep_until(persist_due), if self.persist_due.is_some() => {}
                     _ = control.drain.cancelled(), if !draining => draining = true,
                     _ = control.stop.cancelled() => break,
                 }
@@ -154,14 +166,22 @@ impl Dispatcher {
             }
             self.advance(last);
         }
+        self.persist_cursor();
         self.sink.close().await;
         tracing::debug!(sink = %self.name, cursor = self.cursor, "sink dispatcher stopped");
     }
 
+    /// Moves the cursor; it is persisted within [`CURSOR_PERSIST_DELAY`].
     fn advance(&mut self, seq: u64) {
         self.cursor = seq;
         self.stats.cursor.store(seq, Ordering::Relaxed);
-        self.store.set_sink_cursor(&self.name, seq);
+        self.persist_due.get_or_insert_with(|| tokio::time::Instant::now() + CURSOR_PERSIST_DELAY);
+    }
+
+    fn persist_cursor(&mut self) {
+        if self.persist_due.take().is_some() {
+            self.store.set_sink_cursor(&self.name, self.cursor);
+        }
     }
 
     /// The next events after the cursor: from memory when the tail has them.
@@ -270,6 +290,7 @@ impl Dispatcher {
                     tracing::info!(sink = %self.name, since, "replaying every event from seq {since}");
                     self.store.clear_dead_letters_from(&self.name, since);
                     self.advance(cursor);
+                    self.persist_cursor();
                 }
                 None => self.replay_dead_letters(control).await?,
             }
