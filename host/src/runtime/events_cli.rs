@@ -17,36 +17,50 @@ fn micros_text(micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Events read from the store per page, so a large store is listed in
+/// bounded memory.
+const LIST_PAGE: usize = 10_000;
+
 /// `events list`: stored events, oldest first.
 pub fn list(state_dir: &Path, filter: &ListFilter, json: bool) -> anyhow::Result<ExitCode> {
     let mut reader = Reader::open(state_dir)?;
-    let events = reader.list(filter)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if json {
-        for e in &events {
-            write!(
-                out,
-                "{{\"seq\":{},\"instance\":{},\"stored_at\":\"{}\",\"event\":",
-                e.stored.seq,
-                serde_json::to_string(&*e.stored.instance)?,
-                micros_text(e.stored_at)
-            )?;
-            serde_json::to_writer(&mut out, &plugboard_proto::event::Json(&e.stored.event))?;
-            writeln!(out, "}}")?;
-        }
-    } else {
+    if !json {
         writeln!(out, "{:<8} {:<16} {:<32} {:<36} TIME", "SEQ", "SOURCE", "TYPE", "ID")?;
+    }
+    let mut page = filter.clone();
+    let mut left = filter.limit.unwrap_or(usize::MAX);
+    let mut listed = 0usize;
+    while left > 0 {
+        page.limit = Some(left.min(LIST_PAGE));
+        let events = reader.list(&page)?;
+        let Some(last) = events.last().map(|e| e.stored.seq) else { break };
         for e in &events {
-            let time = super::routing::filter::attribute_text(&e.stored.event, "time").unwrap_or_default();
-            writeln!(
-                out,
-                "{:<8} {:<16} {:<32} {:<36} {}",
-                e.stored.seq, e.stored.instance, e.stored.event.r#type, e.stored.event.id, time
-            )?;
+            if json {
+                write!(
+                    out,
+                    "{{\"seq\":{},\"instance\":{},\"stored_at\":\"{}\",\"event\":",
+                    e.stored.seq,
+                    serde_json::to_string(&*e.stored.instance)?,
+                    micros_text(e.stored_at)
+                )?;
+                serde_json::to_writer(&mut out, &plugboard_proto::event::Json(&e.stored.event))?;
+                writeln!(out, "}}")?;
+            } else {
+                let time = super::routing::filter::attribute_text(&e.stored.event, "time").unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<8} {:<16} {:<32} {:<36} {}",
+                    e.stored.seq, e.stored.instance, e.stored.event.r#type, e.stored.event.id, time
+                )?;
+            }
         }
-        if events.is_empty() {
-            writeln!(out, "(no events)")?;
-        }
+        listed += events.len();
+        left -= events.len();
+        page.since = Some(last + 1);
+    }
+    if listed == 0 && !json {
+        writeln!(out, "(no events)")?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
