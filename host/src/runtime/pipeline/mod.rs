@@ -130,8 +130,10 @@ impl Pipeline {
         catcher_stop.cancel();
         let _ = catcher.await;
         // What the catcher handed over is committed before sinks drain.
-        if let Err(e) = store.flush().await {
-            tracing::error!("cannot store the last events at shutdown: {e}");
+        match tokio::time::timeout(DRAIN_DEADLINE, store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot store the last events at shutdown: {e}"),
+            Err(_) => tracing::error!("the event store did not commit within {DRAIN_DEADLINE:?} at shutdown"),
         }
         dispatch.drain.cancel();
         let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
