@@ -1,7 +1,7 @@
 # plugboard: two commands do everything on a fresh machine with the Rust toolchain.
 #   make run    build everything (release) and run the embedded default
 #   make test   build and run every test
-#   make test-e2e   cross-language end-to-end tests (installs Debian and PyPI packages)
+#   make test-e2e   end-to-end tests that need more than cargo (installs their Debian and PyPI packages)
 # Other targets: build, install-plugins, bench, lint, fmt, clean.
 
 CARGO   ?= cargo
@@ -13,7 +13,7 @@ CONTRIB := $(notdir $(wildcard contrib/*))
 RELEASE_FLAG := $(if $(filter release,$(PROFILE)),--release,)
 
 .PHONY: all build install-plugins run test test-unit bench lint fmt clean
-.PHONY: test-e2e test-e2e-interop interop-go interop-python
+.PHONY: test-e2e test-e2e-pipeline test-e2e-interop interop-go interop-python
 
 all: build
 
@@ -39,9 +39,8 @@ test:
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
-# End-to-end tests that need more than cargo. Each group is its own
-# sub-target so groups from different branches merge side by side.
-test-e2e: test-e2e-interop
+# End-to-end tests that need more than cargo, in groups.
+test-e2e: test-e2e-pipeline test-e2e-interop
 
 # Interop (issue 6): Go plugins built with hashicorp/go-plugin from Debian's
 # packages, Python plugins with grpcio from PyPI in a virtualenv, the Go
@@ -70,10 +69,27 @@ interop-python: $(VENV)/.installed
 	bash contrib/python/build.sh $(VENV) $(E2E_DIR)/python
 	cp tests/plugins/broken.py $(E2E_DIR)/python/lib/
 
+# End-to-end tests that need programs beyond cargo (tests/tests/e2e_*.rs, built
+# with the plugboard-tests `e2e` feature). The Debian packages they need are
+# installed first when missing (apt-get; root or sudo).
+E2E_DEBS ?= sqlite3
+E2E_TESTS := $(basename $(notdir $(wildcard tests/tests/e2e_*.rs)))
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+test-e2e-pipeline:
+	@missing=""; for p in $(E2E_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p plugboard-tests --features e2e $(addprefix --test ,$(E2E_TESTS))
+
 bench:
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p plugboard-host --bench plugin
 	$(CARGO) bench -p plugboard-host --bench commands
+	$(CARGO) bench -p plugboard-host --bench pipeline
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -40,7 +40,12 @@ pub fn bin(name: &str) -> PathBuf {
 /// A `plugboard` command with a clean logging setup.
 pub fn plugboard() -> Command {
     let mut cmd = Command::new(bin("plugboard"));
-    cmd.env_remove("PLUGBOARD_LOG").env_remove("PLUGBOARD_PLUGINS_DIR").env_remove("RUST_LOG");
+    cmd.env_remove("PLUGBOARD_LOG")
+        .env_remove("PLUGBOARD_PLUGINS_DIR")
+        .env_remove("PLUGBOARD_STATE_DIR")
+        .env_remove("PLUGBOARD_URL")
+        .env_remove("PLUGBOARD_TOKEN")
+        .env_remove("RUST_LOG");
     // Tests run in parallel: every host gets its own free port.
     cmd.env("PLUGBOARD_LISTEN", "127.0.0.1:0");
     cmd
@@ -87,10 +92,16 @@ impl TestDir {
         path
     }
 
-    /// Writes `plugboard.yaml` (with `plugins_dir: plugins`) and returns its path.
+    /// The host's state directory for this test (the event store).
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Writes `plugboard.yaml` (with `plugins_dir: plugins` and `state_dir:
+    /// state`, so every test has its own event store) and returns its path.
     pub fn write_config(&self, yaml: &str) -> PathBuf {
         let path = self.dir.path().join("plugboard.yaml");
-        std::fs::write(&path, format!("plugins_dir: plugins\n{yaml}")).expect("write config");
+        std::fs::write(&path, format!("plugins_dir: plugins\nstate_dir: state\n{yaml}")).expect("write config");
         path
     }
 }
@@ -281,4 +292,158 @@ pub fn processes_named(name: &str) -> Vec<(u32, String)> {
         .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name))
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok().map(|c| (pid, c)))
         .collect()
+}
+/// Polls `done` until it holds; panics naming `what` after `deadline`.
+pub fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !done() {
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The JSON lines of a file (a missing file has none; a torn last line is skipped).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The `id` of each CloudEvent JSON value.
+pub fn ids(events: &[serde_json::Value]) -> Vec<String> {
+    events.iter().map(|e| e["id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// `plugboard events list --json` for the store of `config`, parsed.
+pub fn stored_events(config: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = plugboard().args(["events", "list", "--json", "--config"]).arg(config).args(extra).output().unwrap();
+    assert!(out.status.success(), "events list failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("events list line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Runs a `plugboard` subcommand; returns (exit code, stdout, stderr).
+pub fn run_plugboard(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = plugboard().args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `plugboard --log-format json run --config <config>`.
+pub fn run_host(config: &Path) -> Running {
+    let mut cmd = plugboard();
+    cmd.args(["--log-format", "json", "run", "--config"]).arg(config);
+    Running::spawn(cmd)
+}
+
+/// `GET /v1/stats` of a running host.
+pub fn stats(addr: &str) -> serde_json::Value {
+    let mut response = http_client().get(&format!("http://{addr}/v1/stats")).call().unwrap();
+    serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+pub mod http_server {
+    //! A real HTTP server for sink tests: records every request, answers with
+    //! the status the test sets (per path), on its own thread and runtime.
+
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Request, State};
+    use axum::http::StatusCode;
+
+    /// One request the server got.
+    #[derive(Debug, Clone)]
+    pub struct Recorded {
+        pub path: String,
+        pub headers: HashMap<String, String>,
+        pub body: Vec<u8>,
+        /// The status it was answered with.
+        pub status: u16,
+    }
+
+    #[derive(Default)]
+    struct Shared {
+        requests: Mutex<Vec<Recorded>>,
+        status: Mutex<HashMap<String, u16>>,
+    }
+
+    pub struct TestServer {
+        pub addr: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl TestServer {
+        pub fn start() -> Self {
+            let shared = Arc::new(Shared::default());
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+            let state = Arc::clone(&shared);
+            let thread = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    ready_tx.send(listener.local_addr().unwrap()).unwrap();
+                    let app = axum::Router::new().fallback(record).with_state(state);
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stop.await;
+                        })
+                        .await;
+                });
+            });
+            let addr = ready_rx.recv().unwrap();
+            Self { addr, shared, shutdown: Some(shutdown), thread: Some(thread) }
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("http://{}{path}", self.addr)
+        }
+
+        /// Answers requests to `path` with `status` from now on (default 200).
+        pub fn set_status(&self, path: &str, status: u16) {
+            self.shared.status.lock().unwrap().insert(path.to_owned(), status);
+        }
+
+        pub fn requests(&self) -> Vec<Recorded> {
+            self.shared.requests.lock().unwrap().clone()
+        }
+
+        /// Requests to `path` answered with a 2xx status.
+        pub fn accepted(&self, path: &str) -> Vec<Recorded> {
+            self.requests().into_iter().filter(|r| r.path == path && (200..300).contains(&r.status)).collect()
+        }
+    }
+
+    impl Drop for TestServer {
+        fn drop(&mut self) {
+            if let Some(s) = self.shutdown.take() {
+                let _ = s.send(());
+            }
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    async fn record(State(shared): State<Arc<Shared>>, request: Request) -> StatusCode {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default().to_vec();
+        let path = parts.uri.path().to_owned();
+        let status = shared.status.lock().unwrap().get(&path).copied().unwrap_or(200);
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        shared.requests.lock().unwrap().push(Recorded { path, headers, body, status });
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
 }

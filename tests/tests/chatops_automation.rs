@@ -62,3 +62,42 @@ automations:
     assert_eq!(denied[0]["data"]["user"], "intruder");
     assert_eq!(denied[0]["data"]["platform"], "automation");
 }
+
+#[test]
+fn a_route_narrows_an_automation_and_its_output_reaches_a_sink() {
+    let dir = TestDir::new();
+    dir.add_plugin("range").add_plugin("echo");
+    let out = dir.path().join("outputs.jsonl");
+    let config = dir.write_config(&format!(
+        r#"sources:
+  - {{ name: numbers, plugin: range, config: {{ limit: 5 }} }}
+executors:
+  - {{ name: echo, plugin: echo }}
+commands:
+  policies:
+    - {{ effect: allow, users: [robot], commands: [echo] }}
+automations:
+  - {{ name: evens, command: "echo even {{{{ event.data.index }}}}", user: robot }}
+routes:
+  - sources: [numbers]
+    condition: 'data.index % 2 == 0'
+    automations: [evens]
+  - filters: [{{ exact: {{ type: dev.plugboard.command.output }} }}]
+    sinks: [outputs]
+sinks:
+  - {{ name: outputs, file: {{ path: {} }} }}
+"#,
+        out.display()
+    ));
+    let host = run_host(&config);
+    wait_for("three automation outputs in the file sink", DEADLINE, || json_lines(&out).len() >= 3);
+    let mut outputs: Vec<String> =
+        json_lines(&out).iter().map(|e| e["data"]["output"].as_str().unwrap_or_default().to_owned()).collect();
+    outputs.sort();
+    assert_eq!(outputs, ["even 0\n", "even 2\n", "even 4\n"], "only the events the route's condition admits");
+    for e in json_lines(&out) {
+        assert_eq!(e["type"], "dev.plugboard.command.output");
+        assert_eq!(e["subject"], "evens");
+    }
+    drop(host);
+}

@@ -34,7 +34,7 @@ fn embedded_default_runs_the_tick_source() {
     let dir = TestDir::new();
     dir.add_plugin("tick").add_plugin("echo");
     let mut cmd = plugboard();
-    cmd.env("PLUGBOARD_PLUGINS_DIR", dir.plugins()).arg("run");
+    cmd.env("PLUGBOARD_PLUGINS_DIR", dir.plugins()).env("PLUGBOARD_STATE_DIR", dir.state()).arg("run");
     let run = Running::spawn(cmd);
     let lines = run.stdout.wait_until("2 tick events", DEADLINE, |l| l.len() >= 2);
     let events = parse_events(&lines);
@@ -220,7 +220,7 @@ fn config_errors_name_the_file_the_instance_and_the_reason() {
     let config = dir.write_config("sources:\n  - name: t\n    plugin: tick\n    confg: {}\n");
     let out = plugboard().args(["run", "--config"]).arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 5 column 5: sources[0]: unknown field `confg`"), "{stderr}");
+    assert!(stderr.contains("line 6 column 5: sources[0]: unknown field `confg`"), "{stderr}");
     assert!(stderr.contains("unknown field `confg`"), "{stderr}");
 }
 
@@ -274,7 +274,11 @@ fn sigterm_stops_the_host_and_its_plugins_cleanly() {
     let dir = TestDir::new();
     dir.add_plugin("tick").add_plugin("echo");
     let mut cmd = plugboard();
-    cmd.env("PLUGBOARD_PLUGINS_DIR", dir.plugins()).args(["--log-format", "json", "run"]);
+    cmd.env("PLUGBOARD_PLUGINS_DIR", dir.plugins()).env("PLUGBOARD_STATE_DIR", dir.state()).args([
+        "--log-format",
+        "json",
+        "run",
+    ]);
     let mut run = Running::spawn(cmd);
     let lines = run.stderr.wait_until("the tick source", DEADLINE, |l| !log_events(l, "source started").is_empty());
     let pid = log_events(&lines, "source started")[0]["pid"].as_u64().unwrap() as u32;

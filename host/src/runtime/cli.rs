@@ -13,10 +13,12 @@ use super::commands::client::RemoteClient;
 use super::commands::http::CommandBody;
 use super::commands::{Caller, CommandRequest, CommandService, shell};
 use super::config::Config;
+use super::events_cli;
 use super::executors::ExecutorPool;
 use super::host::Host;
 use super::plan::{self, Plan};
 use super::registry::Registry;
+use super::store::ListFilter;
 
 /// plugboard: a plugin host for event-driven automation and chat-ops.
 #[derive(Debug, Parser)]
@@ -34,6 +36,10 @@ pub struct Cli {
     /// HTTP listen address for `run` (overrides the config's http.listen; port 0 picks one).
     #[arg(long, global = true, env = "PLUGBOARD_LISTEN")]
     listen: Option<std::net::SocketAddr>,
+    /// Directory of the host's durable state, the event store (overrides the
+    /// config's state_dir; default $XDG_STATE_HOME/plugboard, i.e. ~/.local/state/plugboard).
+    #[arg(long, global = true, env = super::state::STATE_DIR_ENV)]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +52,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run sources and executors; print events as CloudEvents JSON lines on stdout.
+    /// Run sources, executors and the event pipeline (without `sinks:` in the
+    /// config, events are printed as CloudEvents JSON lines on stdout).
     Run {
         /// YAML configuration; without it, the embedded default runs.
         #[arg(long, short)]
@@ -96,6 +103,39 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Look into the event store: stored events, dead letters, replays.
+    Events {
+        /// The config whose state_dir holds the store.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Post one event to a running host's POST /v1/events.
+    Send {
+        /// CloudEvents type, e.g. com.example.deploy.
+        #[arg(long = "type", value_name = "T")]
+        ty: String,
+        /// CloudEvents source, e.g. /ci/pipeline.
+        #[arg(long, value_name = "S")]
+        source: String,
+        /// JSON data.
+        #[arg(long, value_name = "JSON")]
+        data: Option<String>,
+        /// CloudEvents id (default: a new UUIDv7).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        /// The host's base URL (default: http:// and the listen address of --listen or the config).
+        #[arg(long, env = "PLUGBOARD_URL")]
+        url: Option<String>,
+        /// Bearer token (default: the config's http.events_token or http.token).
+        #[arg(long, env = "PLUGBOARD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +165,43 @@ enum CheckKind {
     Sink,
 }
 
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Stored events, oldest first.
+    List {
+        /// Only events of this source instance.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// Only events of this CloudEvents type.
+        #[arg(long = "type", value_name = "T")]
+        ty: Option<String>,
+        /// Only events with this store seq or later.
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// At most this many events.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// JSON lines: {"seq", "instance", "stored_at", "event"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver events to a sink again: its dead letters, or every event from --since on.
+    Replay {
+        #[arg(long, value_name = "NAME")]
+        sink: String,
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+    },
+    /// Events sinks gave up on after their retries.
+    DeadLetters {
+        #[arg(long, value_name = "NAME")]
+        sink: Option<String>,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn default_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }
@@ -145,7 +222,9 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run { ref config } => run(config.as_deref(), cli.plugins_dir.as_deref(), cli.listen).await,
+            Command::Run { ref config } => {
+                run(config.as_deref(), cli.plugins_dir.as_deref(), cli.listen, cli.state_dir.as_deref()).await
+            }
             Command::Exec { ref remote, ref token, ref user, ref words, .. } if remote.is_some() => {
                 exec_remote(remote.as_deref().unwrap_or_default(), token.clone(), user, words).await
             }
@@ -159,6 +238,41 @@ pub fn main() -> ExitCode {
             Command::Plugins { ref config } => plugins(config.as_deref(), cli.plugins_dir.as_deref()).await,
             Command::Plugin { command: PluginCommand::Check { ref path, ref config, kind, timeout } } => {
                 plugin_check(path, config, kind, timeout).await
+            }
+            Command::Events { ref config, ref command } => {
+                let state_dir = state_dir(cli.state_dir.as_deref(), config.as_deref())?;
+                match command {
+                    EventsCommand::List { source, ty, since, limit, json } => {
+                        let filter =
+                            ListFilter { instance: source.clone(), ty: ty.clone(), since: *since, limit: *limit };
+                        events_cli::list(&state_dir, &filter, *json)
+                    }
+                    EventsCommand::Replay { sink, since } => events_cli::replay(&state_dir, sink, *since),
+                    EventsCommand::DeadLetters { sink, json } => {
+                        events_cli::dead_letters(&state_dir, sink.as_deref(), *json)
+                    }
+                }
+            }
+            Command::Send { ref ty, ref source, ref data, ref id, ref subject, ref url, ref token, ref config } => {
+                let config = config.as_deref().map(Config::load).transpose()?.unwrap_or_default();
+                let url = url.clone().unwrap_or_else(|| {
+                    let mut addr = cli.listen.unwrap_or(config.http.listen);
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    format!("http://{addr}")
+                });
+                let token = token.clone().or(config.http.events_token.clone()).or(config.http.token.clone());
+                events_cli::send(events_cli::SendArgs {
+                    url: &url,
+                    token: token.as_deref(),
+                    ty,
+                    source,
+                    id: id.as_deref(),
+                    subject: subject.as_deref(),
+                    data: data.as_deref(),
+                })
+                .await
             }
         }
     });
@@ -221,10 +335,14 @@ async fn run(
     config_path: Option<&Path>,
     plugins_dir: Option<&Path>,
     listen: Option<std::net::SocketAddr>,
+    state_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (plan, registry, mut config) = load_plan(config_path, plugins_dir).await?;
     if let Some(listen) = listen {
         config.http.listen = listen;
+    }
+    if let Some(dir) = state_dir {
+        config.state_dir = Some(dir.to_owned());
     }
     tracing::info!(
         plugins_dir = %registry.dir.display(),
@@ -237,6 +355,19 @@ async fn run(
     let host = Host::start(plan, &config, shutdown).await?;
     host.wait().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--state-dir`, else the config's `state_dir`, else the default.
+fn state_dir(flag: Option<&Path>, config: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir.to_owned());
+    }
+    if let Some(path) = config
+        && let Some(dir) = Config::load(path)?.state_dir
+    {
+        return Ok(dir);
+    }
+    Ok(super::state::default_state_dir())
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {

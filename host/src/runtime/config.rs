@@ -31,6 +31,17 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub executors: Vec<ExecutorConfig>,
+    /// Where the host keeps its durable state (the event store); relative
+    /// paths are relative to the config file. Default: see
+    /// [`super::state::default_state_dir`].
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Which events go to which sinks; none: every event to every sink.
+    #[serde(default)]
+    pub routes: Vec<super::routing::RouteConfig>,
+    /// Where events are delivered; none: one `stdout` sink.
+    #[serde(default)]
+    pub sinks: Vec<super::sinks::SinkConfig>,
     /// Chat-ops: permissions, groups, Slack and Mattermost slash commands.
     #[serde(default)]
     pub commands: super::commands::CommandsConfig,
@@ -98,6 +109,12 @@ pub struct SourceConfig {
     /// Handed to the plugin as JSON; validated against its config schema.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// Event types dropped before they are stored: exact names or `prefix*`.
+    #[serde(default)]
+    pub drop_types: Vec<String>,
+    /// Bearer token for `/v1/sources/{name}` (default: `http.token`).
+    #[serde(default)]
+    pub http_token: Option<String>,
 }
 
 /// An executor instance: one plugin process answering commands.
@@ -142,11 +159,19 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if let Some(dir) = &config.plugins_dir
             && dir.is_relative()
         {
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             config.plugins_dir = Some(base.join(dir));
+        }
+        if let Some(dir) = &config.state_dir
+            && dir.is_relative()
+        {
+            config.state_dir = Some(base.join(dir));
+        }
+        for sink in &mut config.sinks {
+            sink.resolve_paths(base);
         }
         Ok(config)
     }
@@ -173,6 +198,17 @@ impl Config {
         let mut seen = BTreeMap::new();
         for (i, s) in self.sources.iter().enumerate() {
             check_name(&mut problems, &mut seen, &format!("sources[{i}]"), &s.name);
+            if [super::host_events::HOST_INSTANCE, super::pipeline::HTTP_INSTANCE].contains(&s.name.as_str()) {
+                problems.push(format!(
+                    "sources[{i}]: instance name {:?} is reserved (host events are stored as \"{}\", POST /v1/events as \"{}\")",
+                    s.name,
+                    super::host_events::HOST_INSTANCE,
+                    super::pipeline::HTTP_INSTANCE
+                ));
+            }
+            if let Err(e) = super::pipeline::DropTypes::new(&s.drop_types) {
+                problems.push(format!("sources[{i}] {:?}: {e}", s.name));
+            }
         }
         for (i, e) in self.executors.iter().enumerate() {
             let at = format!("executors[{i}]");

@@ -2,12 +2,9 @@
 //! transitions — enter the same pipeline as source events, so operators can
 //! route them to any sink.
 
-use std::sync::Arc;
-
 use plugboard_proto::CloudEvent;
-use tokio::sync::mpsc;
 
-use super::sources::EmittedEvent;
+use super::pipeline::SourceQueue;
 
 /// The pseudo source instance under which host events are stored.
 pub const HOST_INSTANCE: &str = "plugboard";
@@ -17,20 +14,19 @@ pub const HOST_SOURCE: &str = "/plugboard/host";
 /// Hands host events to the pipeline. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct HostEvents {
-    tx: mpsc::Sender<EmittedEvent>,
-    instance: Arc<str>,
+    queue: SourceQueue,
 }
 
 impl HostEvents {
-    pub fn new(tx: mpsc::Sender<EmittedEvent>) -> Self {
-        Self { tx, instance: Arc::from(HOST_INSTANCE) }
+    /// Host events enter through `queue` (the pipeline's queue for [`HOST_INSTANCE`]).
+    pub fn new(queue: SourceQueue) -> Self {
+        Self { queue }
     }
 
     /// Queues an event, waiting while the pipeline is full. Returns false
     /// once the pipeline has shut down.
     pub async fn emit(&self, event: CloudEvent) -> bool {
-        let emitted = EmittedEvent { instance: Arc::clone(&self.instance), event, cursor: String::new() };
-        self.tx.send(emitted).await.is_ok()
+        self.queue.send(event, String::new()).await.is_ok()
     }
 
     /// A builder for a host event of `ty` with the host's source, a fresh id

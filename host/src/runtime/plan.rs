@@ -9,8 +9,11 @@ use std::time::Duration;
 use plugboard_proto::plugboard::v1::PluginKind;
 
 use super::config::{Config, ConfigError, ExecutorConfig, RestartConfig, SourceConfig};
+use super::pipeline::{DropTypes, HTTP_INSTANCE};
 use super::registry::Registry;
 use super::resolve::CommandTable;
+use super::routing::Routing;
+use super::sinks::SinkPlan;
 use crate::plugin::{Described, StartOptions, kind_name};
 
 /// Default time a command may run.
@@ -26,6 +29,9 @@ pub struct SourcePlan {
     pub path: PathBuf,
     pub plugin: Arc<Described>,
     pub config: serde_json::Value,
+    pub drop_types: DropTypes,
+    /// Bearer token for `/v1/sources/{name}`, when it differs from `http.token`.
+    pub http_token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -70,6 +76,9 @@ pub struct Plan {
     pub table: CommandTable,
     pub start: StartOptions,
     pub restart: RestartConfig,
+    /// Where events go (at least one sink: `stdout` when none is configured).
+    pub sinks: Vec<SinkPlan>,
+    pub routing: Arc<Routing>,
 }
 
 impl Plan {
@@ -101,6 +110,8 @@ pub fn embedded_default(registry: &Registry) -> Config {
             name: "tick".into(),
             plugin: "tick".into(),
             config: Some(serde_json::json!({ "interval": "1s" })),
+            drop_types: Vec::new(),
+            http_token: None,
         }],
         executors,
         ..Config::default()
@@ -156,7 +167,10 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         };
         let config = instance_config(&s.config);
         check_config(&at, &plugin, &config, &mut problems);
-        sources.push(SourcePlan { name: s.name.clone(), path, plugin, config });
+        // A bad pattern is reported by static_problems.
+        let drop_types = DropTypes::new(&s.drop_types).unwrap_or_default();
+        let http_token = s.http_token.clone().filter(|t| !t.is_empty());
+        sources.push(SourcePlan { name: s.name.clone(), path, plugin, config, drop_types, http_token });
     }
 
     for (i, e) in config.executors.iter().enumerate() {
@@ -197,10 +211,45 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         });
     }
 
+    let sinks = super::sinks::config::plan_sinks(
+        &config.sinks,
+        |at, name, kind, problems| find_plugin(registry, at, name, kind, problems),
+        &mut problems,
+    );
+    let mut source_names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    for pseudo in [super::host_events::HOST_INSTANCE, HTTP_INSTANCE] {
+        if !source_names.contains(&pseudo) {
+            source_names.push(pseudo);
+        }
+    }
+    // Every configured name counts, even of a sink with problems of its own.
+    let sink_names: Vec<&str> = if config.sinks.is_empty() {
+        sinks.iter().map(|s| &*s.name).collect()
+    } else {
+        config.sinks.iter().map(|s| s.name.as_str()).collect()
+    };
+    let automation_names: Vec<&str> = config.automations.iter().map(|a| a.name.as_str()).collect();
+    let routing = Routing::compile(&config.routes, &source_names, &sink_names, &automation_names, &mut problems);
+    let mut sinks = sinks;
+    sinks.extend(config.automations.iter().map(|a| super::sinks::SinkPlan {
+        name: Arc::from(format!("{}{}", super::sinks::AUTOMATION_SINK_PREFIX, a.name)),
+        kind: super::sinks::SinkKind::Automation { name: a.name.clone() },
+        retry: Default::default(),
+        batch_size: super::sinks::config::DEFAULT_BATCH_SIZE,
+    }));
+
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { path: origin, problems });
     }
-    Ok(Plan { sources, executors, table, start: start_options(config), restart: config.restart.clone() })
+    Ok(Plan {
+        sources,
+        executors,
+        table,
+        start: start_options(config),
+        restart: config.restart.clone(),
+        sinks,
+        routing: Arc::new(routing),
+    })
 }
 
 fn instance_config(config: &Option<serde_json::Value>) -> serde_json::Value {

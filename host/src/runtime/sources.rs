@@ -3,25 +3,20 @@
 //! fails, restart it with backoff and resume from the last cursor. The host
 //! and the other instances carry on untouched.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use plugboard_proto::CloudEvent;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::config::RestartConfig;
+use super::pipeline::SourceQueue;
 use super::plan::SourcePlan;
-use crate::plugin::{self, StartOptions};
+use crate::plugin::{self, SourceClient, StartOptions};
 
-/// An event a source instance produced, with the cursor marking its position.
-#[derive(Debug, Clone)]
-pub struct EmittedEvent {
-    pub instance: Arc<str>,
-    pub event: CloudEvent,
-    pub cursor: String,
-}
+/// Where a supervisor publishes the client of its running plugin, so HTTP
+/// requests for the instance can be forwarded (`None` while it restarts).
+pub type ClientSlot = Arc<RwLock<Option<SourceClient>>>;
 
 /// How one run of the plugin ended.
 enum RunEnd {
@@ -39,16 +34,29 @@ pub struct SourceSupervisor {
     backoff: Backoff,
     name: Arc<str>,
     cursor: Option<String>,
+    slot: Option<ClientSlot>,
 }
 
 impl SourceSupervisor {
     pub fn new(plan: SourcePlan, start: StartOptions, restart: RestartConfig, cursor: Option<String>) -> Self {
         let name = Arc::from(plan.name.as_str());
-        Self { plan, start, backoff: Backoff::new(restart), name, cursor }
+        Self { plan, start, backoff: Backoff::new(restart), name, cursor, slot: None }
+    }
+
+    /// Publishes the running plugin's client in `slot`.
+    pub fn with_client_slot(mut self, slot: ClientSlot) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+
+    fn publish_client(&self, client: Option<SourceClient>) {
+        if let Some(slot) = &self.slot {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = client;
+        }
     }
 
     /// Runs until the source finishes or `shutdown` is cancelled.
-    pub async fn run(mut self, out: mpsc::Sender<EmittedEvent>, shutdown: CancellationToken) {
+    pub async fn run(mut self, out: SourceQueue, shutdown: CancellationToken) {
         loop {
             let started = Instant::now();
             match self.run_once(&out, &shutdown).await {
@@ -74,7 +82,7 @@ impl SourceSupervisor {
         }
     }
 
-    async fn run_once(&mut self, out: &mpsc::Sender<EmittedEvent>, shutdown: &CancellationToken) -> RunEnd {
+    async fn run_once(&mut self, out: &SourceQueue, shutdown: &CancellationToken) -> RunEnd {
         let handle = tokio::select! {
             h = plugin::launch(&self.plan.name, &self.plan.path, &self.start) => match h {
                 Ok(h) => h,
@@ -85,6 +93,7 @@ impl SourceSupervisor {
         let process = handle.process();
         tracing::info!(source = %self.name, plugin = %handle.info().name, pid = process.pid(), "source started");
         let mut client = handle.source();
+        self.publish_client(Some(client.clone()));
         let end = 'run: {
             let mut stream = match client.stream(&self.plan.name, &self.plan.config, self.cursor.as_deref()).await {
                 Ok(s) => s,
@@ -100,15 +109,11 @@ impl SourceSupervisor {
                                 tracing::warn!(source = %self.name, "rejected a stream message without an event");
                                 continue;
                             };
-                            if let Err(e) = plugboard_proto::event::validate(&event) {
-                                tracing::warn!(source = %self.name, id = %event.id, "rejected invalid event: {e}");
-                                continue;
-                            }
+                            // Validation, drop_types and dedupe happen in the pipeline.
                             let cursor = resp.cursor;
-                            let emitted = EmittedEvent { instance: Arc::clone(&self.name), event, cursor: cursor.clone() };
-                            // Back-pressure: while the queue is full this stream is not read.
+                            // Back-pressure: while this source's queue is full its stream is not read.
                             tokio::select! {
-                                sent = out.send(emitted) => if sent.is_err() { break 'run RunEnd::Shutdown },
+                                sent = out.send(event, cursor.clone()) => if sent.is_err() { break 'run RunEnd::Shutdown },
                                 _ = shutdown.cancelled() => break 'run RunEnd::Shutdown,
                             }
                             if !cursor.is_empty() {
@@ -132,6 +137,7 @@ impl SourceSupervisor {
                 }
             }
         };
+        self.publish_client(None);
         match &end {
             RunEnd::Failed(_) => {
                 // Make sure nothing of the failed run is left behind.

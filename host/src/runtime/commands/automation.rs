@@ -9,9 +9,11 @@
 //! window and grouping key (ansible-rulebook's `throttle.once_within` +
 //! `group_by_attributes`).
 //!
-//! The runner takes events through [`AutomationRunner::handle`] (every event
-//! whose type and source match `when`) or [`AutomationRunner::trigger`] (one
-//! automation by name, for a route that names it).
+//! Each automation is fed like a sink, through the durable store (see
+//! `sinks/automation.rs`): with no route naming it, it sees every event and
+//! its `when` selects; routes may name it (`automations: [...]`) to narrow
+//! that with filters and conditions. [`AutomationRunner::offer`] takes one
+//! event for one automation and never waits for the command.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,13 +23,10 @@ use minijinja::{Environment, UndefinedBehavior};
 use plugboard_proto::CloudEvent;
 use plugboard_proto::event::Json;
 use serde::Deserialize;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::policy::{Caller, glob};
 use super::{CommandRequest, CommandService, audit};
 use crate::runtime::host_events::{HOST_SOURCE, HostEvents};
-use crate::runtime::sources::EmittedEvent;
 
 /// One entry of `automations:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +172,20 @@ impl AutomationRunner {
         }
     }
 
+    /// Offers `event` to the automation called `name`: it starts if its
+    /// `when` matches (and throttling admits it). Never waits. Command events
+    /// (audit, output) never trigger automations, so automations cannot loop.
+    pub fn offer(self: &Arc<Self>, name: &str, event: &CloudEvent) {
+        if is_command_event(event) {
+            return;
+        }
+        if let Some(i) = self.automations.iter().position(|a| a.name == name)
+            && self.automations[i].when.matches(event)
+        {
+            self.start(i, event, &template_context(event));
+        }
+    }
+
     /// Starts the automation called `name` for `event` (a route naming it),
     /// whatever its `when`. False when there is no such automation.
     pub fn trigger(self: &Arc<Self>, name: &str, event: &CloudEvent) -> bool {
@@ -255,35 +268,6 @@ fn is_command_event(event: &CloudEvent) -> bool {
 fn template_context(event: &CloudEvent) -> minijinja::Value {
     let json = serde_json::to_value(Json(event)).unwrap_or_default();
     minijinja::context! { event => minijinja::Value::from(minijinja::value::Serde(&json)) }
-}
-
-/// Puts the runner between the event queue and its consumer: every event
-/// passes through unchanged and is offered to the automations. On shutdown
-/// the runner is let go (it holds a sender of the same queue), so the queue
-/// can drain and close.
-pub fn tap(
-    mut rx: mpsc::Receiver<EmittedEvent>,
-    runner: Arc<AutomationRunner>,
-    shutdown: CancellationToken,
-) -> mpsc::Receiver<EmittedEvent> {
-    let (tx, out) = mpsc::channel(rx.max_capacity());
-    tokio::spawn(async move {
-        let mut runner = Some(runner);
-        loop {
-            let emitted = tokio::select! {
-                e = rx.recv() => e,
-                _ = shutdown.cancelled(), if runner.is_some() => { runner = None; continue; }
-            };
-            let Some(emitted) = emitted else { break };
-            if let Some(r) = &runner {
-                r.handle(&emitted.event);
-            }
-            if tx.send(emitted).await.is_err() {
-                break;
-            }
-        }
-    });
-    out
 }
 
 #[cfg(test)]

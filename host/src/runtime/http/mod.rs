@@ -1,6 +1,14 @@
 //! The host's one HTTP server (axum). Components contribute routers; this
 //! module owns listening, body limits, bearer-token checks and the JSON error
 //! shape, so every endpoint answers alike.
+//!
+//! Endpoints: [`events`] (`POST /v1/events`), [`sources`]
+//! (`/v1/sources/{instance}`), [`stats`] (`GET /v1/stats`), `/healthz`.
+
+pub mod binding;
+pub mod events;
+pub mod sources;
+pub mod stats;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,6 +30,8 @@ pub struct HttpConfig {
     /// Bearer token required on API endpoints. Required whenever `listen`
     /// is not a loopback address.
     pub token: Option<String>,
+    /// Bearer token for `POST /v1/events` only (default: `token`).
+    pub events_token: Option<String>,
     /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit: usize,
     /// Set false to run without an HTTP server.
@@ -33,6 +43,7 @@ impl Default for HttpConfig {
         Self {
             listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787))),
             token: None,
+            events_token: None,
             body_limit: 1024 * 1024,
             enabled: true,
         }
@@ -103,6 +114,17 @@ pub fn check_bearer(headers: &HeaderMap, expected: Option<&str>) -> Result<(), A
     if given.as_bytes().ct_eq(expected.as_bytes()).into() { Ok(()) } else { Err(ApiError::unauthorized()) }
 }
 
+/// The body limit layer answers 413 on its own (plain text) when
+/// Content-Length is too large: answer in the API's JSON error shape instead.
+async fn json_payload_too_large(response: Response) -> Response {
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return events::payload_too_large().into_response();
+    }
+    response
+}
+
 /// Routes every host has: liveness.
 pub fn base_router() -> Router {
     Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }))
@@ -119,7 +141,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let router = router
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(config.body_limit));
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(config.body_limit))
+        .layer(axum::middleware::map_response(json_payload_too_large));
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
         if let Err(e) = result {

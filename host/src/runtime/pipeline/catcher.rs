@@ -1,0 +1,249 @@
+//! The event catcher (ManageIQ's pattern): every source stream is read by its
+//! own task into its own bounded queue; one catcher validates what arrives,
+//! drops what the operator does not want, and hands batches to the store's
+//! single writer.
+//!
+//! The queues share one channel but each source holds its own permits, so a
+//! flooding source fills only its own share: when it runs out, its reader
+//! stops reading the gRPC stream (flow control pushes back on the plugin)
+//! while every other source keeps flowing. Memory is bounded by the sum of
+//! the permits plus the writer's queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plugboard_proto::CloudEvent;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::counters::{Counters, SourceCounters};
+use super::drop_types::DropTypes;
+use crate::runtime::store::{EventBatch, Store};
+
+/// Events taken from the queues per batch.
+const CATCH_BATCH: usize = 2048;
+
+/// The pipeline has shut down: stop reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the event pipeline has shut down")]
+pub struct QueueClosed;
+
+struct Caught {
+    instance: Arc<str>,
+    event: CloudEvent,
+    cursor: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// One source instance's bounded queue into the pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct SourceQueue {
+    instance: Arc<str>,
+    permits: Arc<Semaphore>,
+    tx: mpsc::UnboundedSender<Caught>,
+}
+
+impl std::fmt::Debug for SourceQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceQueue").field("instance", &self.instance).finish()
+    }
+}
+
+impl SourceQueue {
+    pub fn instance(&self) -> &Arc<str> {
+        &self.instance
+    }
+
+    /// Queues an event with the cursor marking its position (may be empty),
+    /// waiting while this source's share of the queue is full.
+    pub async fn send(&self, event: CloudEvent, cursor: String) -> Result<(), QueueClosed> {
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|_| QueueClosed)?;
+        let caught = Caught { instance: Arc::clone(&self.instance), event, cursor, _permit: permit };
+        self.tx.send(caught).map_err(|_| QueueClosed)
+    }
+}
+
+/// What the catcher applies to one instance's events.
+struct Rules {
+    drop_types: DropTypes,
+    counters: Arc<SourceCounters>,
+    invalid_log: LogLimiter,
+}
+
+/// Creates queues; the catcher task runs [`Catcher::run`].
+pub struct Catcher {
+    store: Store,
+    rx: mpsc::UnboundedReceiver<Caught>,
+    tx: mpsc::UnboundedSender<Caught>,
+    rules: HashMap<Arc<str>, Rules>,
+    counters: Arc<Counters>,
+}
+
+impl Catcher {
+    pub fn new(store: Store, counters: Arc<Counters>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self { store, rx, tx, rules: HashMap::new(), counters }
+    }
+
+    /// A queue of `capacity` events for `instance`.
+    pub fn queue(&mut self, instance: Arc<str>, capacity: usize, drop_types: DropTypes) -> SourceQueue {
+        let rules = Rules {
+            drop_types,
+            counters: self.counters.source(&instance),
+            invalid_log: LogLimiter::new(Duration::from_secs(60), 10),
+        };
+        self.rules.insert(Arc::clone(&instance), rules);
+        SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity.max(1))), tx: self.tx.clone() }
+    }
+
+    /// Runs until every queue is dropped, or `stop` is cancelled; then takes
+    /// what is still queued to the store and returns.
+    pub async fn run(self, stop: CancellationToken) {
+        // From here on only the queues keep the channel open.
+        let Catcher { store, mut rx, tx, mut rules, .. } = self;
+        drop(tx);
+        let mut caught = Vec::with_capacity(CATCH_BATCH);
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut caught, CATCH_BATCH) => n,
+                _ = stop.cancelled() => {
+                    // Refuse new events; what is queued still goes to the store.
+                    rx.close();
+                    rx.recv_many(&mut caught, CATCH_BATCH).await
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            let batch = catch(&mut rules, &mut caught, store.batch(CATCH_BATCH));
+            if !batch.is_empty() && store.submit(batch).await.is_err() {
+                tracing::error!("the event store shut down before the catcher: events still queued are not stored");
+                break;
+            }
+        }
+        tracing::debug!("event catcher stopped");
+    }
+}
+
+/// Validates, filters and batches what was caught.
+fn catch(rules: &mut HashMap<Arc<str>, Rules>, caught: &mut Vec<Caught>, mut batch: EventBatch) -> EventBatch {
+    for c in caught.drain(..) {
+        let Some(rules) = rules.get_mut(&c.instance) else { continue };
+        SourceCounters::add(&rules.counters.received, 1);
+        if let Err(e) = plugboard_proto::event::validate(&c.event) {
+            SourceCounters::add(&rules.counters.invalid, 1);
+            if let Some(suppressed) = rules.invalid_log.allow() {
+                tracing::warn!(source = %c.instance, id = %c.event.id, suppressed, "rejected an invalid event: {e}");
+            }
+        } else if rules.drop_types.drops(&c.event.r#type) {
+            SourceCounters::add(&rules.counters.dropped, 1);
+            tracing::trace!(source = %c.instance, id = %c.event.id, ty = %c.event.r#type, "dropped by drop_types");
+        } else {
+            batch.push(Arc::clone(&c.instance), c.event);
+        }
+        // The stream moved past this event whatever became of it.
+        if !c.cursor.is_empty() {
+            batch.set_cursor(&c.instance, c.cursor);
+        }
+    }
+    batch
+}
+
+/// Lets a few log lines through per window, so a plugin that floods invalid
+/// events cannot flood the log; the next allowed line says how many were
+/// suppressed.
+struct LogLimiter {
+    window: Duration,
+    per_window: u32,
+    started: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    fn new(window: Duration, per_window: u32) -> Self {
+        Self { window, per_window, started: Instant::now(), logged: 0, suppressed: 0 }
+    }
+
+    /// `Some(suppressed since the last line)` when this one may be logged.
+    fn allow(&mut self) -> Option<u64> {
+        if self.started.elapsed() >= self.window {
+            self.started = Instant::now();
+            self.logged = 0;
+        }
+        if self.logged < self.per_window {
+            self.logged += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> CloudEvent {
+        CloudEvent {
+            id: id.into(),
+            source: "/s".into(),
+            spec_version: "1.0".into(),
+            r#type: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A full queue makes its own source wait, and only its own: another
+    /// source's events still go in. Once the catcher runs, all are stored.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_queue_holds_back_only_its_own_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let counters = Arc::new(Counters::new([&Arc::from("flood"), &Arc::from("calm")]));
+        let mut catcher = Catcher::new(store.clone(), counters);
+        let flood = catcher.queue(Arc::from("flood"), 4, DropTypes::default());
+        let calm = catcher.queue(Arc::from("calm"), 4, DropTypes::default());
+        for i in 0..4 {
+            flood.send(event(&format!("f{i}")), i.to_string()).await.unwrap();
+        }
+        // The catcher is not running: the flood's fifth event must wait...
+        let blocked = tokio::time::timeout(Duration::from_millis(100), flood.send(event("f4"), "4".into())).await;
+        assert!(blocked.is_err(), "a full queue accepted another event");
+        // ... while the calm source is not held up by it.
+        tokio::time::timeout(Duration::from_secs(5), calm.send(event("c0"), "0".into()))
+            .await
+            .expect("the calm source was blocked by the flood")
+            .unwrap();
+
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(catcher.run(stop.clone()));
+        flood.send(event("f4"), "4".into()).await.unwrap();
+        drop((flood, calm));
+        task.await.unwrap();
+        store.flush().await.unwrap();
+        let mut reader = store.reader().unwrap();
+        let mut ids: Vec<String> =
+            reader.list(&Default::default()).unwrap().into_iter().map(|e| e.stored.event.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["c0", "f0", "f1", "f2", "f3", "f4"]);
+        store.close().await;
+        drop(store);
+        let (_, opened) = Store::open(dir.path()).unwrap();
+        assert_eq!(opened.source_cursors["flood"], "4");
+        assert_eq!(opened.source_cursors["calm"], "0");
+    }
+
+    #[test]
+    fn the_log_limiter_lets_a_few_lines_through_per_window() {
+        let mut l = LogLimiter::new(Duration::from_secs(3600), 2);
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        l.started -= Duration::from_secs(3601);
+        assert_eq!(l.allow(), Some(2));
+    }
+}

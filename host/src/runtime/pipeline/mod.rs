@@ -1,0 +1,192 @@
+//! The event pipeline: catch → persist → route → deliver.
+//!
+//! - [`catcher`]: one bounded queue per source instance, validation,
+//!   `drop_types`, batches for the store's single writer;
+//! - [`ingress`]: events someone waits on (HTTP), acknowledged once durable;
+//! - [`crate::runtime::store`]: the durable store (dedupe, cursors);
+//! - [`crate::runtime::routing`] and [`crate::runtime::sinks`]: one dispatcher
+//!   per sink, each with its own cursor over the store.
+//!
+//! [`Pipeline`] wires them together and stops them in order.
+
+pub mod catcher;
+pub mod counters;
+pub mod drop_types;
+pub mod ingress;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use catcher::{QueueClosed, SourceQueue};
+pub use counters::Counters;
+pub use drop_types::DropTypes;
+pub use ingress::{IngestError, IngestReport, Ingress};
+
+use super::routing::Routing;
+use super::sinks::dispatcher::DispatchControl;
+use super::sinks::{Dispatcher, Sink, SinkPlan, SinkStats};
+use super::store::{Opened, Store, StoreError};
+
+/// The pseudo source instance of events posted to `POST /v1/events`.
+pub const HTTP_INSTANCE: &str = "http";
+/// Events one source may have queued before its reader waits.
+pub const SOURCE_QUEUE: usize = 2048;
+/// How long sinks may take, at shutdown, to deliver what is stored.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A source instance as the pipeline sees it.
+#[derive(Debug, Clone)]
+pub struct PipelineSource {
+    pub name: Arc<str>,
+    pub drop_types: DropTypes,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    pub store: Store,
+    pub ingress: Ingress,
+    pub counters: Arc<Counters>,
+    /// The queue of each source instance (and of the pseudo instances).
+    pub queues: HashMap<Arc<str>, SourceQueue>,
+    /// What the store held when it was opened (source cursors to resume from).
+    pub opened: Opened,
+    pub sinks: Vec<(Arc<str>, Arc<SinkStats>)>,
+    catcher_stop: CancellationToken,
+    catcher: JoinHandle<()>,
+    dispatch: DispatchControl,
+    dispatchers: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Opens the store in `state_dir` and starts the catcher and one
+    /// dispatcher per sink. `sources` should include the pseudo instances.
+    pub fn start(
+        state_dir: &Path,
+        sources: &[PipelineSource],
+        sinks: Vec<(SinkPlan, Box<dyn Sink>)>,
+        routing: &Routing,
+    ) -> Result<Self, StoreError> {
+        let (store, opened) = Store::open(state_dir)?;
+        let counters = Arc::new(Counters::new(sources.iter().map(|s| &s.name)));
+        let mut catcher = catcher::Catcher::new(store.clone(), Arc::clone(&counters));
+        let queues = sources
+            .iter()
+            .map(|s| (Arc::clone(&s.name), catcher.queue(Arc::clone(&s.name), SOURCE_QUEUE, s.drop_types.clone())))
+            .collect();
+        let drop_types =
+            Arc::new(sources.iter().map(|s| (s.name.to_string(), s.drop_types.clone())).collect::<HashMap<_, _>>());
+        let ingress = Ingress::new(store.clone(), drop_types, Arc::clone(&counters));
+
+        let dispatch = DispatchControl::default();
+        let mut dispatchers = Vec::with_capacity(sinks.len());
+        let mut stats = Vec::with_capacity(sinks.len());
+        for (plan, sink) in sinks {
+            let cursor = match opened.sink_cursors.get(&*plan.name) {
+                Some(cursor) => *cursor,
+                None => {
+                    // A new sink starts with the events stored from now on
+                    // (`events replay --since 1` backfills it).
+                    store.set_sink_cursor(&plan.name, opened.last_seq);
+                    opened.last_seq
+                }
+            };
+            let dispatcher = Dispatcher::new(&plan, sink, routing.for_sink(&plan.name), store.clone(), cursor)?;
+            stats.push((Arc::clone(&plan.name), dispatcher.stats()));
+            tracing::debug!(sink = %plan.name, kind = plan.kind.name(), cursor, "sink dispatcher starting");
+            dispatchers.push(tokio::spawn(dispatcher.run(dispatch.clone())));
+        }
+        let catcher_stop = CancellationToken::new();
+        let catcher = tokio::spawn(catcher.run(catcher_stop.clone()));
+        Ok(Self {
+            store,
+            ingress,
+            counters,
+            queues,
+            opened,
+            sinks: stats,
+            catcher_stop,
+            catcher,
+            dispatch,
+            dispatchers,
+        })
+    }
+
+    /// The queue of `instance`.
+    pub fn queue(&self, instance: &str) -> Option<SourceQueue> {
+        self.queues.get(instance).cloned()
+    }
+
+    /// Stops in order, once the sources are stopped: queued events are
+    /// stored, sinks get a few seconds to deliver what is stored, cursors are
+    /// persisted, the store closes.
+    pub async fn stop(self) {
+        let Pipeline { store, queues, catcher_stop, catcher, dispatch, mut dispatchers, .. } = self;
+        drop(queues);
+        catcher_stop.cancel();
+        let _ = catcher.await;
+        // What the catcher handed over is committed before sinks drain.
+        match tokio::time::timeout(DRAIN_DEADLINE, store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("cannot store the last events at shutdown: {e}"),
+            Err(_) => tracing::error!("the event store did not commit within {DRAIN_DEADLINE:?} at shutdown"),
+        }
+        dispatch.drain.cancel();
+        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+            for d in &mut dispatchers {
+                let _ = d.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "sinks did not deliver everything within {DRAIN_DEADLINE:?}; the rest is delivered after the next start"
+            );
+            dispatch.stop.cancel();
+            for d in dispatchers {
+                if !d.is_finished() {
+                    let _ = d.await;
+                }
+            }
+        }
+        store.close().await;
+    }
+
+    /// Counters of sources and sinks, as JSON (`GET /v1/stats`).
+    pub fn stats_json(&self) -> serde_json::Value {
+        stats_json(&self.store, &self.counters, &self.sinks)
+    }
+}
+
+/// Counters of sources and sinks, as JSON.
+pub fn stats_json(store: &Store, counters: &Counters, sinks: &[(Arc<str>, Arc<SinkStats>)]) -> serde_json::Value {
+    let stored = store.instance_counts();
+    let sources: serde_json::Map<String, serde_json::Value> = counters
+        .iter()
+        .map(|(name, c)| {
+            let (received, invalid, dropped) = c.snapshot();
+            let s = stored.get(name).copied().unwrap_or_default();
+            (
+                name.to_string(),
+                serde_json::json!({
+                    "received": received,
+                    "invalid": invalid,
+                    "dropped": dropped,
+                    "stored": s.stored,
+                    "duplicates": s.duplicates,
+                }),
+            )
+        })
+        .collect();
+    let sinks: serde_json::Map<String, serde_json::Value> =
+        sinks.iter().map(|(name, s)| (name.to_string(), s.to_json())).collect();
+    serde_json::json!({
+        "store": { "path": store.path(), "committed_seq": *store.committed().borrow() },
+        "sources": sources,
+        "sinks": sinks,
+    })
+}
