@@ -21,4 +21,5 @@ pub mod secrets;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod supervisor;
 pub mod store;
