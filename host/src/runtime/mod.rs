@@ -14,6 +14,7 @@ pub mod host_events;
 pub mod http;
 pub mod pipeline;
 pub mod plan;
+pub mod plugins_cli;
 pub mod registry;
 pub mod resolve;
 pub mod routing;

@@ -8,6 +8,7 @@
 pub mod binding;
 pub mod events;
 pub mod sources;
+pub mod plugins;
 pub mod stats;
 
 use axum::Router;

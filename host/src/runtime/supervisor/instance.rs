@@ -20,7 +20,7 @@ pub enum Phase {
     Starting,
     Running(PluginHandle),
     /// Failed; starts again at `until`.
-    Restarting {
+    Backoff {
         reason: String,
         until: Instant,
     },
@@ -28,7 +28,7 @@ pub enum Phase {
     Deactivated {
         reason: String,
     },
-    /// A source that ended for good.
+    /// A source that ended its stream cleanly: it has nothing more to send.
     Finished,
     Stopped,
 }
@@ -39,7 +39,8 @@ pub enum Phase {
 pub enum State {
     Starting,
     Running,
-    Restarting,
+    /// Waiting out the restart delay after a failure.
+    Backoff,
     Deactivated,
     Finished,
     Stopped,
@@ -47,13 +48,13 @@ pub enum State {
 
 impl State {
     pub const ALL: [State; 6] =
-        [State::Starting, State::Running, State::Restarting, State::Deactivated, State::Finished, State::Stopped];
+        [State::Starting, State::Running, State::Backoff, State::Deactivated, State::Finished, State::Stopped];
 
     pub fn as_str(self) -> &'static str {
         match self {
             State::Starting => "starting",
             State::Running => "running",
-            State::Restarting => "restarting",
+            State::Backoff => "backoff",
             State::Deactivated => "deactivated",
             State::Finished => "finished",
             State::Stopped => "stopped",
@@ -72,7 +73,7 @@ impl Phase {
         match self {
             Phase::Starting => State::Starting,
             Phase::Running(_) => State::Running,
-            Phase::Restarting { .. } => State::Restarting,
+            Phase::Backoff { .. } => State::Backoff,
             Phase::Deactivated { .. } => State::Deactivated,
             Phase::Finished => State::Finished,
             Phase::Stopped => State::Stopped,
@@ -80,31 +81,23 @@ impl Phase {
     }
 }
 
-/// The outcome of the last health checks.
+/// The outcome of the last health check of the running process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthState {
-    /// No check since the process started.
+    /// No check since the process started, checks turned off, or no process.
     Unknown,
-    Ok,
+    Serving,
     Failing,
-    Disabled,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HealthStatus {
-    pub status: HealthState,
-    /// Failed checks in a row.
-    pub failures: u32,
-    pub last_check: Option<String>,
-    pub error: Option<String>,
 }
 
 /// What `GET /v1/plugins` shows of one instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceStatus {
+    /// The instance name.
     pub name: String,
     pub kind: Kind,
+    /// The plugin's described name.
     pub plugin: String,
     pub state: State,
     pub pid: Option<u32>,
@@ -120,9 +113,25 @@ pub struct InstanceStatus {
     pub last_exit_at: Option<String>,
     /// Why the last run failed, in words.
     pub last_error: Option<String>,
-    pub health: HealthStatus,
-    /// While restarting: when the next start is due.
+    pub health: HealthState,
+    /// Failed health checks in a row.
+    pub health_failures: u32,
+    pub health_error: Option<String>,
+    /// The circuit is open: the instance waits for `plugins enable`.
+    pub deactivated: bool,
+    /// While in backoff: when the next start is due.
     pub retry_in_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct HealthStatus {
+    status: HealthState,
+    failures: u32,
+    error: Option<String>,
+}
+
+impl HealthStatus {
+    const UNKNOWN: HealthStatus = HealthStatus { status: HealthState::Unknown, failures: 0, error: None };
 }
 
 #[derive(Debug)]
@@ -181,12 +190,7 @@ fn rfc3339(t: SystemTime) -> String {
 
 impl Instance {
     pub(super) fn new(spec: InstanceSpec, lifecycle: Lifecycle, group: CancellationToken) -> Self {
-        let health = HealthStatus {
-            status: if spec.supervision.health.interval.is_zero() { HealthState::Disabled } else { HealthState::Unknown },
-            failures: 0,
-            last_check: None,
-            error: None,
-        };
+        let health = HealthStatus::UNKNOWN;
         Self {
             spec,
             phase: watch::Sender::new(Phase::Starting),
@@ -258,7 +262,7 @@ impl Instance {
                 None => Ok(handle),
                 Some(reason) => Err(format!("plugin process {} exited ({reason}); restarting", handle.process().pid())),
             },
-            Phase::Restarting { reason, until } => {
+            Phase::Backoff { reason, until } => {
                 Err(format!("{reason}; restarting in {:?}", until.saturating_duration_since(Instant::now())))
             }
             Phase::Deactivated { reason } => Err(format!(
@@ -289,7 +293,7 @@ impl Instance {
             None => (None, None, None, None),
         };
         let retry_in_ms = match &phase {
-            Phase::Restarting { until, .. } => {
+            Phase::Backoff { until, .. } => {
                 Some(until.saturating_duration_since(Instant::now()).as_millis().try_into().unwrap_or(u64::MAX))
             }
             _ => None,
@@ -312,7 +316,10 @@ impl Instance {
             last_exit_signal: signal,
             last_exit_at: at,
             last_error,
-            health: info.health.clone(),
+            health: if running { info.health.status } else { HealthState::Unknown },
+            health_failures: info.health.failures,
+            health_error: info.health.error.clone(),
+            deactivated: matches!(phase, Phase::Deactivated { .. }),
             retry_in_ms,
         }
     }
@@ -325,9 +332,7 @@ impl Instance {
         let mut info = self.info();
         info.pid = Some(pid);
         info.started = Some((Instant::now(), SystemTime::now()));
-        if info.health.status != HealthState::Disabled {
-            info.health = HealthStatus { status: HealthState::Unknown, failures: 0, last_check: None, error: None };
-        }
+        info.health = HealthStatus::UNKNOWN;
     }
 
     pub(super) fn record_exit(&self, exit: Option<ExitReason>, error: Option<&str>) {
@@ -343,9 +348,8 @@ impl Instance {
     pub(super) fn record_health(&self, result: &Result<(), String>, failures: u32) {
         let mut info = self.info();
         info.health = HealthStatus {
-            status: if result.is_ok() { HealthState::Ok } else { HealthState::Failing },
+            status: if result.is_ok() { HealthState::Serving } else { HealthState::Failing },
             failures,
-            last_check: Some(rfc3339(SystemTime::now())),
             error: result.as_ref().err().cloned(),
         };
     }
@@ -369,7 +373,7 @@ impl Instance {
 
     pub(super) fn request_restart(&self, reason: &str) -> Result<(), ControlError> {
         match self.phase.borrow().state() {
-            State::Running | State::Restarting | State::Starting => {
+            State::Running | State::Backoff | State::Starting => {
                 *self.signals.restart_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
                 self.signals.restart.notify_one();
                 Ok(())

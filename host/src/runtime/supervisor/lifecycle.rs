@@ -22,7 +22,14 @@ pub const TYPE_PREFIX: &str = "dev.plugboard.plugin.";
 /// Where supervisors report transitions. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Lifecycle {
-    tx: Option<mpsc::UnboundedSender<CloudEvent>>,
+    tx: Option<mpsc::UnboundedSender<Message>>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Event(CloudEvent),
+    /// Answered once every event sent before it is in the pipeline.
+    Flush(oneshot::Sender<()>),
 }
 
 /// Binds a [`Lifecycle`] to the pipeline once it runs.
@@ -43,14 +50,21 @@ impl Lifecycle {
     /// Reports into the pipeline once the binder is bound; dropping the
     /// binder unbound discards the events.
     pub fn new() -> (Self, LifecycleBinder) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<CloudEvent>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let (bind_tx, bind_rx) = oneshot::channel::<HostEvents>();
         tokio::spawn(async move {
             let Ok(events) = bind_rx.await else { return };
-            while let Some(event) = rx.recv().await {
-                if !events.emit(event).await {
-                    // The pipeline has stopped (host shutdown): nothing more can be stored.
-                    return;
+            while let Some(message) = rx.recv().await {
+                match message {
+                    Message::Event(event) => {
+                        if !events.emit(event).await {
+                            // The pipeline has stopped (host shutdown): nothing more can be stored.
+                            return;
+                        }
+                    }
+                    Message::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
@@ -66,14 +80,24 @@ impl Lifecycle {
         }
         let mut event = json_event(&format!("{TYPE_PREFIX}{}", transition.as_str()), &data);
         event.attributes.insert("subject".into(), plugboard_proto::event::string_attr(name));
-        let _ = tx.send(event);
+        let _ = tx.send(Message::Event(event));
+    }
+
+    /// Waits until the events reported so far are in the pipeline's queue
+    /// (the host calls it before it stops the pipeline).
+    pub async fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, flushed) = oneshot::channel();
+        if tx.send(Message::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
     }
 }
 
-/// The JSON shape of an exit: `{"code": 3, "signal": null, "reason": "exit status 3"}`.
+/// The JSON shape of an exit: `{"code": 3, "signal": null, "text": "exit status 3"}`.
 pub fn exit_json(exit: Option<&ExitReason>) -> Value {
     match exit {
-        Some(r) => json!({ "code": r.code(), "signal": r.signal(), "reason": r.to_string() }),
+        Some(r) => json!({ "code": r.code(), "signal": r.signal(), "text": r.to_string() }),
         None => Value::Null,
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use instance::{HealthState, HealthStatus, Instance, InstanceStatus, Phase, State};
+pub use instance::{HealthState, Instance, InstanceStatus, Phase, State};
 pub use lifecycle::{Lifecycle, LifecycleBinder};
 pub use policy::{Decision, RestartPolicy};
 
@@ -76,6 +76,8 @@ pub enum Transition {
     Restarting,
     Deactivated,
     Enabled,
+    /// Failed its health checks; being killed.
+    Unhealthy,
     /// A source ended its stream for good.
     Finished,
     /// Stopped by an operator (or a reload), not by a failure.
@@ -90,6 +92,7 @@ impl Transition {
             Transition::Restarting => "restarting",
             Transition::Deactivated => "deactivated",
             Transition::Enabled => "enabled",
+            Transition::Unhealthy => "unhealthy",
             Transition::Finished => "finished",
             Transition::Stopped => "stopped",
         }
@@ -208,6 +211,11 @@ impl Supervisor {
         instance.launch(workload);
         instances.insert(key, Arc::clone(&instance));
         Ok(instance)
+    }
+
+    /// Where the instances report their transitions.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
     }
 
     pub fn get(&self, kind: Kind, name: &str) -> Option<Arc<Instance>> {

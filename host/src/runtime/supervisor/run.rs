@@ -73,7 +73,12 @@ pub(super) async fn supervise(
                     End::Stop => {
                         let reason = handle.shutdown().await;
                         instance.record_exit(Some(reason), None);
-                        instance_log!(debug, spec, pid, "plugin stopped ({reason})");
+                        instance_log!(info, spec, pid, "{} stopped ({reason})", spec.kind);
+                        emit(
+                            &instance,
+                            Transition::Exited,
+                            json!({ "pid": pid, "exit": exit_json(Some(&reason)), "reason": "stopped", "during": "stop" }),
+                        );
                         break;
                     }
                     End::Finished => {
@@ -134,8 +139,15 @@ pub(super) async fn supervise(
     work
 }
 
-fn emit(instance: &Instance, transition: Transition, data: serde_json::Value) {
+/// Reports a transition; every event carries `pid` (null when no process
+/// runs) and `restarts`.
+fn emit(instance: &Instance, transition: Transition, mut data: serde_json::Value) {
     let spec = &instance.spec;
+    if let serde_json::Value::Object(map) = &mut data {
+        map.entry("pid").or_insert(serde_json::Value::Null);
+        let restarts = instance.info().restarts;
+        map.entry("restarts").or_insert_with(|| json!(restarts));
+    }
     instance.lifecycle.emit(spec.kind, &spec.name, &spec.plugin, transition, data);
 }
 
@@ -173,7 +185,9 @@ async fn run_once(
             End::Failed(reason.unwrap_or_else(|| "reported as failed".into()))
         }
         unhealthy = health::watch(instance, process) => {
-            // SIGKILL reaches a hung or SIGSTOPped process alike.
+            instance_log!(warn, &instance.spec, pid, "{unhealthy}; killing plugin process {pid}");
+            emit(instance, Transition::Unhealthy, json!({ "pid": pid, "reason": unhealthy }));
+            // SIGKILL to the process group reaches a hung or SIGSTOPped process alike.
             process.kill();
             let reason = process.wait().await;
             End::Failed(format!("{unhealthy}; killed plugin process {pid} ({reason})"))
@@ -209,7 +223,7 @@ fn failed(instance: &Instance, failure: &Failure, decision: Decision, policy: &R
                 info.restarts += 1;
                 info.restarts
             };
-            instance.set_phase(Phase::Restarting { reason: failure.reason.clone(), until: Instant::now() + delay });
+            instance.set_phase(Phase::Backoff { reason: failure.reason.clone(), until: Instant::now() + delay });
             instance_log!(warn, spec, restarts, "{} failed: {}; restarting in {delay:?}", spec.kind, failure.reason);
             emit(
                 instance,
