@@ -115,7 +115,14 @@ impl Host {
         let sinks = plan
             .sinks
             .iter()
-            .map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations, &sink_supervision)))
+            .map(|p| {
+                let sink = if config.sinks.is_empty() && matches!(p.kind, super::sinks::SinkKind::Stdout) {
+                    super::sinks::implicit_stdout()
+                } else {
+                    super::sinks::build(p, &plan.start, &automations, &sink_supervision)
+                };
+                (p.clone(), sink)
+            })
             .collect();
         let pipeline = match Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing) {
             Ok(pipeline) => pipeline,
