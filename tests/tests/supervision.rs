@@ -75,6 +75,7 @@ fn a_crash_looping_instance_is_deactivated_and_plugins_enable_brings_it_back() {
     let config = dir.write_config(
         r#"restart: { initial_backoff: 20ms, max_backoff: 100ms, max_restarts: 3, window: 1m }
 sinks: [{ name: out, stdout: {} }]
+routes: [{ sinks: [out] }, { sources: [plugboard], sinks: [out] }]
 sources:
   - { name: crashy, plugin: faulty, config: { interval: 20ms } }
   - { name: steady, plugin: tick, config: { interval: 20ms } }
@@ -190,6 +191,7 @@ fn health_checks_kill_and_restart_a_stopped_or_stalled_plugin() {
         r#"restart: { initial_backoff: 20ms, max_backoff: 200ms, max_restarts: 100 }
 health: { interval: 200ms, timeout: 300ms, failures: 2 }
 sinks: [{ name: out, stdout: {} }]
+routes: [{ sinks: [out] }, { sources: [plugboard], sinks: [out] }]
 sources:
   - { name: stopped, plugin: faulty, config: { interval: 50ms } }
   - { name: steady, plugin: tick, config: { interval: 20ms } }
@@ -202,9 +204,9 @@ sources:
     let old = pid_of(&entry);
     kill(old, Signal::SIGSTOP);
 
-    let lines = run.stdout.wait_until("the unhealthy event", DEADLINE, |l| {
-        transitions(&lifecycle(l, "stopped")).contains(&"unhealthy")
-    });
+    let lines = run
+        .stdout
+        .wait_until("the unhealthy event", DEADLINE, |l| transitions(&lifecycle(l, "stopped")).contains(&"unhealthy"));
     let events = lifecycle(&lines, "stopped");
     let (_, unhealthy) = events.iter().find(|(t, _)| t == "unhealthy").unwrap();
     assert_eq!(unhealthy["pid"], old, "{unhealthy}");
@@ -228,6 +230,7 @@ sources:
 restart: {{ initial_backoff: 20ms, max_backoff: 200ms, max_restarts: 100 }}
 health: {{ interval: 200ms, timeout: 300ms, failures: 2 }}
 sinks: [{{ name: out, stdout: {{}} }}]
+routes: [{{ sinks: [out] }}, {{ sources: [plugboard], sinks: [out] }}]
 sources:
   - {{ name: stalls, plugin: faulty, config: {{ interval: 50ms }} }}
 "#,
@@ -241,9 +244,9 @@ sources:
     std::fs::write(&stalling, "").unwrap();
     // The running process does not stall: replace it with one that does.
     kill(first, Signal::SIGKILL);
-    let lines = run.stdout.wait_until("an unhealthy event", DEADLINE, |l| {
-        transitions(&lifecycle(l, "stalls")).contains(&"unhealthy")
-    });
+    let lines = run
+        .stdout
+        .wait_until("an unhealthy event", DEADLINE, |l| transitions(&lifecycle(l, "stalls")).contains(&"unhealthy"));
     let events = lifecycle(&lines, "stalls");
     let (_, unhealthy) = events.iter().find(|(t, _)| t == "unhealthy").unwrap();
     let stalled = unhealthy["pid"].as_u64().unwrap() as u32;
@@ -337,6 +340,7 @@ fn a_host_that_cannot_listen_exits_non_zero_and_leaves_no_plugin() {
     let stderr = run.stderr.text();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("cannot listen on {}", taken.local_addr().unwrap())), "{stderr}");
-    let left = processes_named("plugboard-tick").into_iter().filter(|(_, args)| args.contains(dir.path().to_str().unwrap()));
+    let left =
+        processes_named("plugboard-tick").into_iter().filter(|(_, args)| args.contains(dir.path().to_str().unwrap()));
     assert_eq!(left.count(), 0);
 }

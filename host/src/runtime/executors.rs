@@ -144,12 +144,7 @@ impl ExecutorPool {
     pub fn new(plan: &Plan) -> Self {
         let instances =
             plan.executors.iter().map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone())))).collect();
-        Self {
-            instances,
-            table: plan.table.clone(),
-            start: plan.start.clone(),
-            on_demand: Default::default(),
-        }
+        Self { instances, table: plan.table.clone(), start: plan.start.clone(), on_demand: Default::default() }
     }
 
     pub fn table(&self) -> &CommandTable {

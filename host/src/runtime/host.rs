@@ -67,7 +67,8 @@ struct Groups {
 
 impl Groups {
     async fn stop_all(&self, supervisor: &Supervisor) {
-        for (token, kind) in [(&self.sources, Kind::Source), (&self.executors, Kind::Executor), (&self.sinks, Kind::Sink)]
+        for (token, kind) in
+            [(&self.sources, Kind::Source), (&self.executors, Kind::Executor), (&self.sinks, Kind::Sink)]
         {
             token.cancel();
             supervisor.join(kind).await;
@@ -115,14 +116,7 @@ impl Host {
         let sinks = plan
             .sinks
             .iter()
-            .map(|p| {
-                let sink = if config.sinks.is_empty() && matches!(p.kind, super::sinks::SinkKind::Stdout) {
-                    super::sinks::implicit_stdout()
-                } else {
-                    super::sinks::build(p, &plan.start, &automations, &sink_supervision)
-                };
-                (p.clone(), sink)
-            })
+            .map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations, &sink_supervision)))
             .collect();
         let pipeline = match Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing) {
             Ok(pipeline) => pipeline,

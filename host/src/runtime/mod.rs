@@ -22,5 +22,5 @@ pub mod secrets;
 pub mod sinks;
 pub mod sources;
 pub mod state;
-pub mod supervisor;
 pub mod store;
+pub mod supervisor;

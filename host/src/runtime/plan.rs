@@ -9,12 +9,12 @@ use std::time::Duration;
 use plugboard_proto::plugboard::v1::PluginKind;
 
 use super::config::{Config, ConfigError, ExecutorConfig, HealthConfig, RestartConfig, ShutdownConfig, SourceConfig};
-use super::supervisor::Supervision;
 use super::pipeline::{DropTypes, HTTP_INSTANCE};
 use super::registry::Registry;
 use super::resolve::CommandTable;
 use super::routing::Routing;
 use super::sinks::SinkPlan;
+use super::supervisor::Supervision;
 use crate::plugin::{Described, StartOptions, kind_name};
 
 /// Default time a command may run.

@@ -7,8 +7,8 @@
 
 pub mod binding;
 pub mod events;
-pub mod sources;
 pub mod plugins;
+pub mod sources;
 pub mod stats;
 
 use axum::Router;

@@ -92,13 +92,6 @@ pub fn build(
     }
 }
 
-/// The sink of a config without `sinks:`: stdout, showing the sources'
-/// events (plugin lifecycle events are stored, and in the log, but not
-/// printed among them).
-pub fn implicit_stdout() -> Box<dyn Sink> {
-    Box::new(stdout::StdoutSink::without_lifecycle())
-}
-
 /// Events as CloudEvents JSON lines into `out` (the stdout and file sinks).
 fn json_lines(events: &[Arc<StoredEvent>], out: &mut Vec<u8>) {
     for stored in events {

@@ -60,7 +60,8 @@ impl PluginSink {
 
     fn instance(&mut self) -> Result<Arc<Instance>, DeliveryError> {
         if self.instance.is_none() {
-            let spawned = self.supervision.supervisor.spawn(self.spec.clone(), Box::new(Serve), &self.supervision.group);
+            let spawned =
+                self.supervision.supervisor.spawn(self.spec.clone(), Box::new(Serve), &self.supervision.group);
             self.instance = Some(spawned.map_err(|e| DeliveryError::retry(e.to_string()))?);
         }
         self.instance.clone().ok_or_else(|| DeliveryError::retry("sink plugin not running"))

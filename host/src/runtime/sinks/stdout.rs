@@ -10,18 +10,11 @@ use crate::runtime::store::StoredEvent;
 pub struct StdoutSink {
     out: tokio::io::Stdout,
     buffer: Vec<u8>,
-    /// Leaves out plugin lifecycle events (the implicit sink of a config
-    /// without `sinks:`, whose stdout shows the sources' events).
-    skip_lifecycle: bool,
 }
 
 impl StdoutSink {
     pub fn new() -> Self {
-        Self { out: tokio::io::stdout(), buffer: Vec::with_capacity(64 * 1024), skip_lifecycle: false }
-    }
-
-    pub fn without_lifecycle() -> Self {
-        Self { skip_lifecycle: true, ..Self::new() }
+        Self { out: tokio::io::stdout(), buffer: Vec::with_capacity(64 * 1024) }
     }
 }
 
@@ -29,14 +22,7 @@ impl StdoutSink {
 impl Sink for StdoutSink {
     async fn deliver(&mut self, events: &[Arc<StoredEvent>]) -> Result<(), DeliveryError> {
         self.buffer.clear();
-        if self.skip_lifecycle {
-            let prefix = crate::runtime::supervisor::lifecycle::TYPE_PREFIX;
-            let shown: Vec<Arc<StoredEvent>> =
-                events.iter().filter(|e| !e.event.r#type.starts_with(prefix)).cloned().collect();
-            json_lines(&shown, &mut self.buffer);
-        } else {
-            json_lines(events, &mut self.buffer);
-        }
+        json_lines(events, &mut self.buffer);
         // One write per batch: lines appear at once at low rates, in bulk at high rates.
         self.out
             .write_all(&self.buffer)

@@ -194,14 +194,7 @@ impl Instance {
         Self {
             spec,
             phase: watch::Sender::new(Phase::Starting),
-            info: Mutex::new(Info {
-                pid: None,
-                started: None,
-                restarts: 0,
-                last_exit: None,
-                last_error: None,
-                health,
-            }),
+            info: Mutex::new(Info { pid: None, started: None, restarts: 0, last_exit: None, last_error: None, health }),
             signals: Signals::default(),
             lifecycle,
             was_running: AtomicBool::new(false),
