@@ -317,7 +317,16 @@ executors:
         l.iter().filter(|l| l.contains("/plugboard/faulty/counter")).count() >= 50
     });
     let seen = run.stdout.snapshot().iter().filter(|l| l.contains("/plugboard/faulty/counter")).count();
+    // A command in flight when the signal comes is drained, not cut off.
+    let mut stream = plugboard_tests::chatops::SseStream::open(
+        &format!("http://{addr}/v1/commands"),
+        serde_json::json!({"command": "echo --every 300ms a b c"}),
+    );
+    assert_eq!(stream.next_event().unwrap().data["chunk"], "a\n");
     run.signal(Signal::SIGTERM);
+    let result = std::iter::from_fn(|| stream.next_event()).find(|e| e.event == "result").expect("a result");
+    assert_eq!(result.data["status"], "ok", "{}", result.data);
+    assert_eq!(result.data["output"], "a\nb\nc\n", "{}", result.data);
     let status = run.wait_exit(DEADLINE);
     let stderr = run.stderr.text();
     assert_eq!(status.code(), Some(0), "{stderr}");
