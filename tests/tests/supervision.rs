@@ -265,6 +265,10 @@ sources:
     let (_, unhealthy) = events.iter().find(|(t, _)| t == "unhealthy").unwrap();
     let stalled = unhealthy["pid"].as_u64().unwrap() as u32;
     assert_ne!(stalled, first);
+    // The plugin's own log lines carry its instance too.
+    let line: Value = serde_json::from_str(&run.stderr.wait_for("stalling: no more answers")).unwrap();
+    assert_eq!(line["span"]["instance"], "stalls", "{line}");
+    assert_eq!(line["span"]["plugin"], "faulty", "{line}");
     assert_eq!(wait_gone(&[stalled], DEADLINE), Vec::<u32>::new(), "the stalled plugin is still there");
     // A fresh process was started after it.
     std::fs::remove_file(&stalling).unwrap();

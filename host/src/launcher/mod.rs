@@ -36,6 +36,7 @@ use plugboard_proto::plugin::{
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tracing::Instrument as _;
 
 pub use address::{AddressError, AddressPolicy};
 pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
@@ -523,7 +524,7 @@ async fn check_health(channel: &Channel, timeout: Duration) -> Result<(), String
 /// Calls `plugin.GRPCStdio/StreamStdio` once and logs what the plugin wrote
 /// to its stdout/stderr after the handshake.
 fn mirror_stdio(channel: Channel, name: Arc<str>) {
-    tokio::spawn(async move {
+    let task = async move {
         let mut client = GrpcStdioClient::new(channel);
         let mut stream = match client.stream_stdio(()).await {
             Ok(resp) => resp.into_inner(),
@@ -538,7 +539,8 @@ fn mirror_stdio(channel: Channel, name: Arc<str>) {
                 tracing::info!(plugin = %name, channel = chunk.channel, "{line}");
             }
         }
-    });
+    };
+    tokio::spawn(task.in_current_span());
 }
 
 fn make_socket_dir(base: Option<&Path>) -> Result<tempfile::TempDir, LaunchError> {
