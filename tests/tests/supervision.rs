@@ -371,3 +371,34 @@ fn a_host_that_cannot_listen_exits_non_zero_and_leaves_no_plugin() {
         processes_named("plugboard-tick").into_iter().filter(|(_, args)| args.contains(dir.path().to_str().unwrap()));
     assert_eq!(left.count(), 0);
 }
+
+#[test]
+fn the_plugins_api_needs_the_token_and_the_cli_takes_it_from_the_config() {
+    let dir = TestDir::new();
+    dir.add_plugin("tick");
+    let config = dir.write_config(
+        "http: { token: s3cret }\nsources:\n  - { name: steady, plugin: tick, config: { interval: 1s } }\n",
+    );
+    let run = run_host(&config);
+    let addr = http_addr(&run.stderr);
+    let url = format!("http://{addr}");
+    for (method, path) in [("GET", "/v1/plugins"), ("POST", "/v1/plugins/steady/enable")] {
+        let request = http_client();
+        let response = match method {
+            "GET" => request.get(&format!("{url}{path}")).call(),
+            _ => request.post(&format!("{url}{path}")).send_empty(),
+        };
+        assert_eq!(response.unwrap().status(), 401, "{method} {path}");
+    }
+    let (code, _, err) = run_plugboard(&["plugins", "status", "--remote", &url]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("401") && err.contains("missing or wrong bearer token"), "{err}");
+    wait_for("steady to run", DEADLINE, || {
+        let (_, out, _) = run_plugboard(&["plugins", "status", "--json", "--remote", &url, "--token", "s3cret"]);
+        serde_json::from_str::<Value>(&out).is_ok_and(|v| v["plugins"][0]["state"] == "running")
+    });
+    let (code, out, err) =
+        run_plugboard(&["plugins", "status", "--remote", &url, "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| l.starts_with("steady ") && l.contains("running")), "{out}");
+}
