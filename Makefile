@@ -72,7 +72,7 @@ interop-python: $(VENV)/.installed
 # End-to-end tests that need programs beyond cargo (tests/tests/e2e_*.rs, built
 # with the plugboard-tests `e2e` feature). The Debian packages they need are
 # installed first when missing (apt-get; root or sudo).
-E2E_DEBS ?= sqlite3
+E2E_DEBS ?= sqlite3 prometheus-alertmanager
 E2E_TESTS := $(basename $(notdir $(wildcard tests/tests/e2e_*.rs)))
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
