@@ -7,7 +7,6 @@ use plugboard_proto::plugboard::v1::{
 };
 use tonic::transport::Channel;
 
-use super::MAX_MESSAGE_SIZE;
 
 /// One command for one executor instance.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +57,13 @@ pub struct ExecutorClient {
 
 impl ExecutorClient {
     pub fn new(channel: Channel) -> Self {
-        Self { inner: executor_client::ExecutorClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE) }
+        Self::with_max_message_size(channel, super::MAX_MESSAGE_SIZE)
+    }
+
+    /// A client refusing messages over `max` bytes either way: an oversized
+    /// message fails its own call or stream, nothing else.
+    pub fn with_max_message_size(channel: Channel, max: usize) -> Self {
+        Self { inner: executor_client::ExecutorClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max) }
     }
 
     /// Runs a command, handing each output chunk to `on_output` as it comes.
