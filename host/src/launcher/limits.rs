@@ -372,7 +372,9 @@ fn plan(
     }
     if let Some(t) = limits.cpu_time {
         if t < Duration::from_secs(1) {
-            return Err(LimitsError::Unsupported("cpu_time must be at least 1s (RLIMIT_CPU counts whole seconds)".into()));
+            return Err(LimitsError::Unsupported(
+                "cpu_time must be at least 1s (RLIMIT_CPU counts whole seconds)".into(),
+            ));
         }
         how.push(("cpu_time", Enforcer::Rlimit));
     }
@@ -483,7 +485,8 @@ impl PluginCgroup {
     }
 
     fn set(&self, file: &str, value: &str) -> Result<(), LimitsError> {
-        write_file(&self.path.join(file), value).map_err(|e| self.error(format!("cannot write {value:?} to {file}: {e}")))
+        write_file(&self.path.join(file), value)
+            .map_err(|e| self.error(format!("cannot write {value:?} to {file}: {e}")))
     }
 
     fn error(&self, reason: String) -> LimitsError {
@@ -637,7 +640,10 @@ mod tests {
         );
         let rate = Limits { cpu_rate: Some(0.5), ..Default::default() };
         let err = plan(&rate, Some(&parent), 0).unwrap_err().to_string();
-        assert!(err.contains("cpu_rate needs the cgroup v2 cpu controller") && err.contains("no cpu controller"), "{err}");
+        assert!(
+            err.contains("cpu_rate needs the cgroup v2 cpu controller") && err.contains("no cpu controller"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -655,7 +661,10 @@ mod tests {
     #[test]
     fn limit_hits_say_which_limit_and_how_it_was_enforced() {
         let hit = LimitHit::Memory { limit: 256 << 20, by: Enforcer::Cgroup };
-        assert_eq!(hit.to_string(), "memory limit exceeded: 256 MiB (cgroup memory.max; the kernel's OOM killer ended it)");
+        assert_eq!(
+            hit.to_string(),
+            "memory limit exceeded: 256 MiB (cgroup memory.max; the kernel's OOM killer ended it)"
+        );
         let hit = LimitHit::CpuTime { limit: Duration::from_secs(60) };
         assert_eq!(hit.to_string(), "CPU time limit exceeded: 1m (RLIMIT_CPU)");
     }

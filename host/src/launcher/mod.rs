@@ -298,7 +298,9 @@ impl PluginProcess {
                 Some(nix::unistd::Uid::from_raw(run_as.uid)),
                 Some(nix::unistd::Gid::from_raw(run_as.gid)),
             )
-            .map_err(|e| LaunchError::SocketDir(format!("cannot hand {} to {run_as}: {e}", socket_dir.path().display())))?;
+            .map_err(|e| {
+                LaunchError::SocketDir(format!("cannot hand {} to {run_as}: {e}", socket_dir.path().display()))
+            })?;
         }
         let verified = cfg.sha256.as_ref().map(|sha| VerifiedExecutable::open(&cfg.program, sha)).transpose()?;
         let identity = match cfg.auto_mtls {

@@ -56,9 +56,13 @@ impl RunAs {
         let gid = match group {
             Some(g) => match g.parse::<u32>() {
                 Ok(gid) => gid,
-                Err(_) => Group::from_name(g).map_err(lookup)?.ok_or_else(|| RunAsError::NoGroup(g.to_owned()))?.gid.as_raw(),
+                Err(_) => {
+                    Group::from_name(g).map_err(lookup)?.ok_or_else(|| RunAsError::NoGroup(g.to_owned()))?.gid.as_raw()
+                }
             },
-            None => primary.ok_or_else(|| RunAsError::NoUser(format!("{user} (a uid without a user needs a group)")))?,
+            None => {
+                primary.ok_or_else(|| RunAsError::NoUser(format!("{user} (a uid without a user needs a group)")))?
+            }
         };
         let groups = match &name {
             Some(name) => {

@@ -17,7 +17,9 @@ impl SinkClient {
     /// A client refusing messages over `max` bytes either way: an oversized
     /// message fails its own call or stream, nothing else.
     pub fn with_max_message_size(channel: Channel, max: usize) -> Self {
-        Self { inner: sink_client::SinkClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max) }
+        Self {
+            inner: sink_client::SinkClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max),
+        }
     }
 
     /// Delivers a batch; any error means "not delivered, retry".

@@ -4,7 +4,6 @@ use plugboard_proto::CloudEvent;
 use plugboard_proto::plugboard::v1::{ExternalRequest, ExternalResponse, StreamRequest, source_client};
 use tonic::transport::Channel;
 
-
 /// One event as a source sent it.
 #[derive(Debug, Clone)]
 pub struct SourceEvent {
@@ -25,7 +24,11 @@ impl SourceClient {
     /// A client refusing messages over `max` bytes either way: an oversized
     /// message fails its own call or stream, nothing else.
     pub fn with_max_message_size(channel: Channel, max: usize) -> Self {
-        Self { inner: source_client::SourceClient::new(channel).max_decoding_message_size(max).max_encoding_message_size(max) }
+        Self {
+            inner: source_client::SourceClient::new(channel)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        }
     }
 
     /// Opens the event stream of one instance.

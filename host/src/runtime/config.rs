@@ -477,10 +477,12 @@ sinks:
 
     #[test]
     fn bad_limit_values_name_the_field_and_line() {
-        let err = Config::parse("executors:\n  - name: f\n    plugin: faulty\n    limits: { memory: lots }\n").unwrap_err();
+        let err =
+            Config::parse("executors:\n  - name: f\n    plugin: faulty\n    limits: { memory: lots }\n").unwrap_err();
         assert!(err.starts_with("line 4 column "), "{err}");
         assert!(err.contains("executors[0].limits.memory: invalid size \"lots\""), "{err}");
-        let err = Config::parse("sources:\n  - name: s\n    plugin: tick\n    limits:\n      cpu_time: forever\n").unwrap_err();
+        let err = Config::parse("sources:\n  - name: s\n    plugin: tick\n    limits:\n      cpu_time: forever\n")
+            .unwrap_err();
         assert!(err.starts_with("line 5 column "), "{err}");
         assert!(err.contains("sources[0].limits.cpu_time"), "{err}");
         let err = Config::parse("limits: { open_files: many }\n").unwrap_err();

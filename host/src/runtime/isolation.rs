@@ -42,7 +42,9 @@ impl ByteSize {
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (digits, unit) = t.split_at(split);
         let bad = || {
-            format!("invalid size {text:?}: expected bytes as a whole number with an optional unit (e.g. 256MiB, 4MB, 65536)")
+            format!(
+                "invalid size {text:?}: expected bytes as a whole number with an optional unit (e.g. 256MiB, 4MB, 65536)"
+            )
         };
         let n: u64 = digits.parse().map_err(|_| bad())?;
         let factor: u64 = match unit.trim() {
@@ -79,7 +81,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(n))
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
-                u64::try_from(n).map(ByteSize).map_err(|_| E::custom(format!("invalid size {n}: sizes are not negative")))
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size {n}: sizes are not negative")))
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ByteSize, E> {
                 ByteSize::parse(s).map_err(E::custom)

@@ -253,15 +253,7 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { path: origin, problems });
     }
-    Ok(Plan {
-        sources,
-        executors,
-        table,
-        start,
-        restart: config.restart.clone(),
-        sinks,
-        routing: Arc::new(routing),
-    })
+    Ok(Plan { sources, executors, table, start, restart: config.restart.clone(), sinks, routing: Arc::new(routing) })
 }
 
 /// Every instance's isolation: top level, then its executable's `plugins:`
@@ -280,7 +272,11 @@ fn instance_isolation(
     };
     let top = config.isolation_level();
     let mut instances: std::collections::BTreeMap<String, crate::plugin::Isolation> = Default::default();
-    let mut add = |at: String, name: &str, plugin: &str, own: super::isolation::Level<'_>, problems: &mut Vec<String>| {
+    let mut add = |at: String,
+                   name: &str,
+                   plugin: &str,
+                   own: super::isolation::Level<'_>,
+                   problems: &mut Vec<String>| {
         let mut levels = vec![top];
         levels.extend(exe_settings(plugin).map(PluginSettings::isolation_level));
         levels.push(own);
