@@ -111,6 +111,27 @@ fn a_plugin_over_its_memory_limit_dies_alone_and_the_next_command_works() {
 }
 
 #[test]
+fn a_plugin_out_of_cpu_time_is_killed_and_the_error_names_the_limit() {
+    let dir = TestDir::new();
+    dir.add_plugin("faulty");
+    let mut host = start_host(
+        &dir,
+        "restart: { initial_backoff: 20ms }\nexecutors:\n  - { name: f, plugin: faulty, timeout: 1m, limits: { cpu_time: 1s } }\n",
+    );
+    let first = host.executor_pids("f", 1)[0];
+    let (status, reply) = host.command(json!({ "command": "faulty spin" }));
+    assert_eq!(status, 503, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains(&format!("plugin process {first} exited (killed by signal")), "{error}");
+    assert!(error.contains("CPU time limit exceeded: 1s (RLIMIT_CPU)"), "{error}");
+    let second = host.executor_pids("f", 2)[1];
+    let (status, reply) = host.command(json!({ "command": "faulty ok" }));
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
+    assert_ne!(first, second);
+    assert!(host.run.is_running());
+}
+
+#[test]
 fn the_environment_is_scrubbed_to_handshake_allow_list_and_env() {
     let dir = TestDir::new();
     dir.add_plugin("faulty");

@@ -17,6 +17,7 @@
 //! flood-stderr BYTES, flood-stdout BYTES, grandchild.
 
 mod env;
+mod spin;
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -103,6 +104,7 @@ impl Executor for Faulty {
         match mode {
             "ok" => Ok(Reply::text("ok\n")),
             "env" => Ok(Reply::text(env::report())),
+            "spin" => spin::forever(),
             "sleep" => {
                 let d = humantime::parse_duration(arg.unwrap_or("1s")).map_err(PluginError::invalid_argument)?;
                 tokio::time::sleep(d).await;
