@@ -175,10 +175,7 @@ pub fn cgroup_support(mode: &CgroupMode) -> Result<Option<Arc<CgroupParent>>, Li
 
 /// Why `Auto` found no usable cgroup v2 (for `plugboard` to explain), or `None`.
 pub fn auto_cgroup_unavailable_reason() -> Option<String> {
-    match detect_auto_parent() {
-        Ok(_) => None,
-        Err(reason) => Some(reason),
-    }
+    detect_auto_parent().err()
 }
 
 fn detect(mode: &CgroupMode) -> Result<Option<Arc<CgroupParent>>, LimitsError> {

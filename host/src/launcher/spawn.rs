@@ -100,13 +100,12 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
                 return Err(io::Error::last_os_error());
             }
             set_rlimits(&rlimits)?;
-            if let Some((uid, gid, groups)) = &identity {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            if let Some((uid, gid, groups)) = &identity
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(*gid) != 0
-                    || libc::setuid(*uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
+                    || libc::setuid(*uid) != 0)
+            {
+                return Err(io::Error::last_os_error());
             }
             if let Some(fd) = keep_fd
                 && libc::fcntl(fd, libc::F_SETFD, 0) != 0
