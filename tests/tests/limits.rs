@@ -221,6 +221,42 @@ fn open_files_and_processes_limits_are_applied_to_the_plugin_process() {
 }
 
 #[test]
+fn a_limited_plugin_gets_a_cgroup_of_its_own_where_cgroup_v2_is_writable() {
+    let dir = TestDir::new();
+    dir.add_plugin("faulty");
+    let host = start_host(
+        &dir,
+        "restart: { initial_backoff: 20ms }\nexecutors:\n  - { name: f, plugin: faulty, limits: { open_files: 300 } }\n",
+    );
+    let pid = host.executor_pids("f", 1)[0];
+    let lines = host.run.stderr.snapshot();
+    let messages: Vec<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["fields"]["message"].as_str().map(str::to_owned))
+        .filter(|m| m.starts_with("plugin limits: "))
+        .collect();
+    // The host says what it found on this machine, one way or the other.
+    let in_use = messages.iter().any(|m| m.starts_with("plugin limits: cgroup v2 in use"));
+    let none = messages.iter().any(|m| m.starts_with("plugin limits: no cgroups ("));
+    assert!(in_use != none, "{messages:?}");
+    let own = cgroup_dir(pid);
+    if none {
+        assert!(!own.to_string_lossy().contains("/plugboard-"), "{}", own.display());
+        return;
+    }
+    let name = own.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&format!("plugboard-{}-", host.run.pid())) && name.ends_with("-f"), "{name}");
+    let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
+    // Gone with its plugin; the restarted one gets a new one.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let second = host.executor_pids("f", 2)[1];
+    wait_for("the dead plugin's cgroup to be removed", DEADLINE, || !own.exists());
+    assert_ne!(cgroup_dir(second), own);
+}
+
+#[test]
 fn run_as_starts_the_plugin_as_that_user_with_its_own_socket_dir() {
     let dir = TestDir::new();
     dir.add_plugin("faulty");

@@ -228,7 +228,7 @@ fn detect_auto_parent() -> Result<PathBuf, String> {
         return Err("this process is in no cgroup v2 (no 0:: line in /proc/self/cgroup)".into());
     };
     let relative = own.strip_prefix(root.trim_end_matches('/')).unwrap_or(own).trim_start_matches('/');
-    let path = point.join(relative);
+    let path = if relative.is_empty() { point } else { point.join(relative) };
     check_cgroup2_dir(&path)?;
     Ok(path)
 }
