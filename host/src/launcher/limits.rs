@@ -89,6 +89,16 @@ pub enum LimitHit {
     CpuTime { limit: Duration },
 }
 
+impl LimitHit {
+    /// The config field of the limit: `memory` or `cpu_time` (for events and metrics labels).
+    pub fn field(&self) -> &'static str {
+        match self {
+            LimitHit::Memory { .. } => "memory",
+            LimitHit::CpuTime { .. } => "cpu_time",
+        }
+    }
+}
+
 impl fmt::Display for LimitHit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -664,5 +674,6 @@ mod tests {
         );
         let hit = LimitHit::CpuTime { limit: Duration::from_secs(60) };
         assert_eq!(hit.to_string(), "CPU time limit exceeded: 1m (RLIMIT_CPU)");
+        assert_eq!(hit.field(), "cpu_time");
     }
 }
