@@ -16,6 +16,9 @@
 //! stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES,
 //! flood-stderr BYTES, flood-stdout BYTES, grandchild.
 
+mod env;
+mod spin;
+
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::OnceLock;
@@ -100,6 +103,8 @@ impl Executor for Faulty {
         let arg = cmd.args.get(1).map(String::as_str);
         match mode {
             "ok" => Ok(Reply::text("ok\n")),
+            "env" => Ok(Reply::text(env::report())),
+            "spin" => spin::forever(),
             "sleep" => {
                 let d = humantime::parse_duration(arg.unwrap_or("1s")).map_err(PluginError::invalid_argument)?;
                 tokio::time::sleep(d).await;
