@@ -352,9 +352,32 @@ async fn run(
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let host = Host::start(plan, &config, shutdown).await?;
+    let host = Host::start(plan, &config, shutdown.clone()).await?;
+    spawn_reloader(&host, registry, &config, config_path, plugins_dir, shutdown);
     host.wait().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hot plug: the plugins directory and config file are watched (unless
+/// `reload.watch: false`) and SIGHUP reloads.
+fn spawn_reloader(
+    host: &Host,
+    registry: Registry,
+    config: &Config,
+    config_path: Option<&Path>,
+    plugins_dir: Option<&Path>,
+    shutdown: CancellationToken,
+) {
+    use super::reload;
+    let origin = reload::Origin { config: config_path.map(Path::to_path_buf), plugins_dir: plugins_dir.map(Path::to_path_buf) };
+    let mut watch = reload::WatchOptions::new(registry.dir.clone(), origin.config.clone());
+    watch.watch_files = config.reload.watch;
+    let current = reload::Current::new(Arc::clone(&host.plan), registry, &origin);
+    let reloader = reload::Reloader::new(origin, current, host.instances(), Some(host.host_events.clone()));
+    match reload::spawn(reloader, watch, shutdown) {
+        Ok(_) => tracing::debug!(watch = config.reload.watch, "hot plug ready"),
+        Err(e) => tracing::warn!("hot plug is off: {e}"),
+    }
 }
 
 /// `--state-dir`, else the config's `state_dir`, else the default.

@@ -52,6 +52,24 @@ pub struct Config {
     /// policy), keyed by the executable's file name in `plugins_dir`.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Hot plug: watching the plugins directory and this file.
+    #[serde(default)]
+    pub reload: ReloadConfig,
+}
+
+/// Hot plug (`reload:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload when the plugins directory or the config file changes (SIGHUP
+    /// reloads either way).
+    pub watch: bool,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { watch: true }
+    }
 }
 
 /// How one plugin executable is launched.

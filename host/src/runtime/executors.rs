@@ -7,7 +7,7 @@
 //! a command needs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -188,11 +188,14 @@ impl ExecutorInstance {
 
 /// All executor instances of a plan and the table that picks one per command.
 pub struct ExecutorPool {
-    instances: BTreeMap<String, Arc<ExecutorInstance>>,
-    table: CommandTable,
+    /// Swapped whole by a reload (hot plug); commands read a snapshot.
+    instances: RwLock<Arc<BTreeMap<String, Arc<ExecutorInstance>>>>,
+    table: RwLock<Arc<CommandTable>>,
     start: StartOptions,
     /// Set once [`ExecutorPool::supervise_all`] runs the instances.
     supervised: AtomicBool,
+    /// Under supervision: each instance's task and its own stop token.
+    tasks: std::sync::Mutex<BTreeMap<String, (CancellationToken, tokio::task::JoinHandle<()>)>>,
     /// `exec`: processes started on demand, stopped by [`ExecutorPool::stop`].
     on_demand: tokio::sync::Mutex<BTreeMap<String, PluginHandle>>,
 }
@@ -202,34 +205,84 @@ impl ExecutorPool {
         let instances =
             plan.executors.iter().map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone())))).collect();
         Self {
-            instances,
-            table: plan.table.clone(),
+            instances: RwLock::new(Arc::new(instances)),
+            table: RwLock::new(Arc::new(plan.table.clone())),
             start: plan.start.clone(),
             supervised: AtomicBool::new(false),
+            tasks: Default::default(),
             on_demand: Default::default(),
         }
     }
 
-    pub fn table(&self) -> &CommandTable {
-        &self.table
+    /// The command table commands resolve against now.
+    pub fn table(&self) -> Arc<CommandTable> {
+        Arc::clone(&self.table.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the command table in one step (hot plug).
+    pub fn set_table(&self, table: CommandTable) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
     }
 
     /// The instance called `name`.
-    pub fn instance(&self, name: &str) -> Option<&Arc<ExecutorInstance>> {
-        self.instances.get(name)
+    pub fn instance(&self, name: &str) -> Option<Arc<ExecutorInstance>> {
+        self.instances.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
-    /// Starts and supervises every instance until `shutdown`.
-    pub fn supervise_all(
-        &self,
-        restart: &RestartConfig,
-        shutdown: &CancellationToken,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts and supervises every instance until `shutdown`; wait for them
+    /// with [`ExecutorPool::join`].
+    pub fn supervise_all(&self, restart: &RestartConfig, shutdown: &CancellationToken) {
         self.supervised.store(true, Ordering::SeqCst);
-        self.instances
-            .values()
-            .map(|i| tokio::spawn(Arc::clone(i).supervise(self.start.clone(), restart.clone(), shutdown.clone())))
-            .collect()
+        let instances = Arc::clone(&self.instances.read().unwrap_or_else(|e| e.into_inner()));
+        for instance in instances.values() {
+            self.spawn_supervised(Arc::clone(instance), restart, shutdown);
+        }
+    }
+
+    fn spawn_supervised(&self, instance: Arc<ExecutorInstance>, restart: &RestartConfig, shutdown: &CancellationToken) {
+        let stop = shutdown.child_token();
+        let name = instance.name().to_owned();
+        let task = tokio::spawn(instance.supervise(self.start.clone(), restart.clone(), stop.clone()));
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).insert(name, (stop, task));
+    }
+
+    /// Adds an instance and supervises it until `shutdown` (hot plug). An
+    /// instance of that name must have been removed first.
+    pub fn add(&self, plan: ExecutorPlan, restart: &RestartConfig, shutdown: &CancellationToken) {
+        let instance = Arc::new(ExecutorInstance::new(plan));
+        {
+            let mut guard = self.instances.write().unwrap_or_else(|e| e.into_inner());
+            let mut instances = BTreeMap::clone(&guard);
+            instances.insert(instance.name().to_owned(), Arc::clone(&instance));
+            *guard = Arc::new(instances);
+        }
+        if self.supervised.load(Ordering::SeqCst) {
+            self.spawn_supervised(instance, restart, shutdown);
+        }
+    }
+
+    /// Removes an instance and stops its process (through its controller);
+    /// commands for it get "unavailable" until the table no longer names it.
+    pub async fn remove(&self, name: &str) {
+        {
+            let mut guard = self.instances.write().unwrap_or_else(|e| e.into_inner());
+            let mut instances = BTreeMap::clone(&guard);
+            instances.remove(name);
+            *guard = Arc::new(instances);
+        }
+        let task = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        if let Some((stop, task)) = task {
+            stop.cancel();
+            let _ = task.await;
+        }
+    }
+
+    /// Waits for every supervised instance to stop (after `shutdown`).
+    pub async fn join(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, (_, task)) in tasks {
+            let _ = task.await;
+        }
     }
 
     /// Resolves and runs one command. Under supervision the instance must be
@@ -240,7 +293,7 @@ impl ExecutorPool {
         context: CommandContext,
         on_output: impl FnMut(&[u8]),
     ) -> Result<(String, CommandOutcome), CommandError> {
-        let resolved = self.table.resolve(words)?;
+        let resolved = self.table().resolve(words)?;
         self.run_resolved(resolved, context, on_output).await
     }
 
@@ -252,9 +305,9 @@ impl ExecutorPool {
         context: CommandContext,
         on_output: impl FnMut(&[u8]),
     ) -> Result<(String, CommandOutcome), CommandError> {
-        let instance = self.instances.get(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
+        let instance = self.instance(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
             executor: resolved.executor.clone(),
-            reason: "no such instance".into(),
+            reason: "no such instance (it was removed)".into(),
         })?;
         let _slot = Arc::clone(&instance.slots).try_acquire_owned().map_err(|_| CommandError::Busy {
             executor: resolved.executor.clone(),
@@ -263,7 +316,7 @@ impl ExecutorPool {
         let handle = if self.supervised.load(Ordering::SeqCst) {
             instance.ready(self.start.start_timeout).await?
         } else {
-            self.start_on_demand(instance).await?
+            self.start_on_demand(&instance).await?
         };
         let executor = resolved.executor.clone();
         let outcome = instance.execute(&handle, resolved, context, on_output).await?;

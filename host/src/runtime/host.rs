@@ -23,7 +23,8 @@ use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
 use super::routing::SinkRoutes;
 use super::sinks::AutomationSlot;
-use super::sources::{ClientSlot, SourceSupervisor};
+use super::reload::running::{HostInstances, SourceTasks};
+use super::sources::ClientSlot;
 use super::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +47,11 @@ pub struct Host {
     pub http_addr: Option<SocketAddr>,
     /// Where the event store lives.
     pub state_dir: PathBuf,
-    sources: Vec<JoinHandle<()>>,
+    sources: Arc<SourceTasks>,
     tasks: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
+    /// The HTTP forwarding slot of each source (kept for hot plug).
+    source_slots: HashMap<String, ClientSlot>,
 }
 
 impl Host {
@@ -96,15 +99,15 @@ impl Host {
             host_events.clone(),
         )));
 
-        let mut sources = Vec::new();
+        let sources = Arc::new(SourceTasks::default());
+        let mut source_slots = HashMap::new();
         let mut endpoints = HashMap::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
             let slot = ClientSlot::default();
             let Some(queue) = pipeline.queue(&source.name) else { continue };
-            let supervisor = SourceSupervisor::new(source.clone(), plan.start.clone(), plan.restart.clone(), cursor)
-                .with_client_slot(Arc::clone(&slot));
-            sources.push(tokio::spawn(supervisor.run(queue, shutdown.clone())));
+            sources.spawn(source.clone(), &plan, cursor, queue, Arc::clone(&slot), &shutdown);
+            source_slots.insert(source.name.clone(), Arc::clone(&slot));
             endpoints.insert(
                 source.name.clone(),
                 http::sources::SourceEndpoint {
@@ -116,7 +119,8 @@ impl Host {
                 },
             );
         }
-        let mut tasks = executors.supervise_all(&plan.restart, &shutdown);
+        executors.supervise_all(&plan.restart, &shutdown);
+        let mut tasks = Vec::new();
 
         let http_addr = if config.http.enabled {
             let (store, counters, sink_stats) =
@@ -141,7 +145,9 @@ impl Host {
                 }
                 Err(source) => {
                     shutdown.cancel();
-                    for task in sources.into_iter().chain(tasks) {
+                    sources.join().await;
+                    executors.join().await;
+                    for task in tasks {
                         let _ = task.await;
                     }
                     pipeline.stop().await;
@@ -151,7 +157,31 @@ impl Host {
         } else {
             None
         };
-        Ok(Self { plan, shutdown, host_events, executors, commands, http_addr, state_dir, sources, tasks, pipeline })
+        Ok(Self {
+            plan,
+            shutdown,
+            host_events,
+            executors,
+            commands,
+            http_addr,
+            state_dir,
+            sources,
+            tasks,
+            pipeline,
+            source_slots,
+        })
+    }
+
+    /// The controls a reload (hot plug) uses on single instances.
+    pub fn instances(&self) -> Arc<dyn super::reload::Instances> {
+        Arc::new(HostInstances {
+            executors: Arc::clone(&self.executors),
+            sources: Arc::clone(&self.sources),
+            queues: self.pipeline.queue_maker.clone(),
+            cursors: std::sync::Mutex::new(self.pipeline.opened.source_cursors.clone()),
+            slots: self.source_slots.clone(),
+            shutdown: self.shutdown.clone(),
+        })
     }
 
     /// Waits for shutdown, then for every part to stop (plugins shut down
@@ -160,7 +190,9 @@ impl Host {
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
         tracing::info!("shutting down");
-        for task in self.sources.into_iter().chain(self.tasks) {
+        self.sources.join().await;
+        self.executors.join().await;
+        for task in self.tasks {
             let _ = task.await;
         }
         drop(self.host_events);

@@ -15,6 +15,7 @@ pub mod http;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;
+pub mod reload;
 pub mod resolve;
 pub mod routing;
 pub mod secrets;

@@ -55,16 +55,17 @@ impl SourceSupervisor {
         }
     }
 
-    /// Runs until the source finishes or `shutdown` is cancelled.
-    pub async fn run(mut self, out: SourceQueue, shutdown: CancellationToken) {
+    /// Runs until the source finishes or `shutdown` is cancelled; returns
+    /// the last cursor (a restarted instance resumes from it).
+    pub async fn run(mut self, out: SourceQueue, shutdown: CancellationToken) -> Option<String> {
         loop {
             let started = Instant::now();
             match self.run_once(&out, &shutdown).await {
                 RunEnd::Finished => {
                     tracing::info!(source = %self.name, "source finished its stream");
-                    return;
+                    return self.cursor;
                 }
-                RunEnd::Shutdown => return,
+                RunEnd::Shutdown => return self.cursor,
                 RunEnd::Failed(reason) => {
                     let delay = self.backoff.next_delay(started.elapsed());
                     tracing::warn!(
@@ -75,7 +76,7 @@ impl SourceSupervisor {
                     );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => return self.cursor,
                     }
                 }
             }
