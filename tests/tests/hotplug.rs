@@ -50,6 +50,8 @@ impl Host {
     fn spawn(cmd: Command) -> Self {
         let run = Running::spawn(cmd);
         let addr = http_addr(&run.stderr);
+        // Changes made from here on are seen as changes (earlier ones too, but as "changed while starting").
+        run.stderr.wait_for("hot plug ready");
         Self { run, addr }
     }
 
@@ -71,10 +73,8 @@ impl Host {
     /// The pids an instance logged on start ("executor started" / "source started"), waiting for `n`.
     fn pids(&self, kind: &str, instance: &str, n: usize) -> Vec<u32> {
         let pids = |lines: &[String]| started_pids(lines, kind, instance);
-        let lines = self
-            .run
-            .stderr
-            .wait_until(&format!("{n} starts of {kind} {instance}"), DEADLINE, |l| pids(l).len() >= n);
+        let lines =
+            self.run.stderr.wait_until(&format!("{n} starts of {kind} {instance}"), DEADLINE, |l| pids(l).len() >= n);
         pids(&lines)
     }
 

@@ -338,6 +338,13 @@ async fn run(
     state_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (plan, registry, mut config) = load_plan(config_path, plugins_dir).await?;
+    let origin = super::reload::Origin {
+        config: config_path.map(Path::to_path_buf),
+        plugins_dir: plugins_dir.map(Path::to_path_buf),
+    };
+    let loaded = super::reload::Loaded::take(registry.clone(), &origin);
+    // SIGHUP is the host's from here on (its default would end the process).
+    let hup = super::reload::watch::hangup();
     if let Some(listen) = listen {
         config.http.listen = listen;
     }
@@ -353,7 +360,10 @@ async fn run(
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let host = Host::start(plan, &config, shutdown.clone()).await?;
-    spawn_reloader(&host, registry, &config, config_path, plugins_dir, shutdown);
+    match hup {
+        Ok(hup) => spawn_reloader(&host, loaded, &config, origin, hup, shutdown),
+        Err(e) => tracing::warn!("hot plug is off: {e}"),
+    }
     host.wait().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -362,20 +372,19 @@ async fn run(
 /// `reload.watch: false`) and SIGHUP reloads.
 fn spawn_reloader(
     host: &Host,
-    registry: Registry,
+    loaded: super::reload::Loaded,
     config: &Config,
-    config_path: Option<&Path>,
-    plugins_dir: Option<&Path>,
+    origin: super::reload::Origin,
+    hup: tokio::signal::unix::Signal,
     shutdown: CancellationToken,
 ) {
     use super::reload;
-    let origin = reload::Origin { config: config_path.map(Path::to_path_buf), plugins_dir: plugins_dir.map(Path::to_path_buf) };
-    let mut watch = reload::WatchOptions::new(registry.dir.clone(), origin.config.clone());
+    let mut watch = reload::WatchOptions::new(loaded.registry.dir.clone(), origin.config.clone());
     watch.watch_files = config.reload.watch;
-    let current = reload::Current::new(Arc::clone(&host.plan), registry, &origin);
+    let current = reload::Current::new(Arc::clone(&host.plan), loaded);
     let reloader = reload::Reloader::new(origin, current, host.instances(), Some(host.host_events.clone()));
-    match reload::spawn(reloader, watch, shutdown) {
-        Ok(_) => tracing::debug!(watch = config.reload.watch, "hot plug ready"),
+    match reload::spawn(reloader, watch, hup, shutdown) {
+        Ok(_) => {}
         Err(e) => tracing::warn!("hot plug is off: {e}"),
     }
 }

@@ -7,8 +7,8 @@
 //! a command needs.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use plugboard_proto::plugboard::v1::CommandContext;

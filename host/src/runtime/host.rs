@@ -21,9 +21,9 @@ use super::host_events::{HOST_INSTANCE, HostEvents};
 use super::http;
 use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
+use super::reload::running::{HostInstances, SourceTasks};
 use super::routing::SinkRoutes;
 use super::sinks::AutomationSlot;
-use super::reload::running::{HostInstances, SourceTasks};
 use super::sources::ClientSlot;
 use super::store::StoreError;
 

@@ -118,8 +118,10 @@ fn executor_fingerprint(plan: &Plan, e: &ExecutorPlan) -> Fingerprint {
 }
 
 fn fingerprints(plan: &Plan) -> BTreeMap<InstanceKey, Fingerprint> {
-    let sources =
-        plan.sources.iter().map(|s| (InstanceKey { kind: Kind::Source, name: s.name.clone() }, source_fingerprint(plan, s)));
+    let sources = plan
+        .sources
+        .iter()
+        .map(|s| (InstanceKey { kind: Kind::Source, name: s.name.clone() }, source_fingerprint(plan, s)));
     let executors = plan
         .executors
         .iter()
@@ -258,7 +260,10 @@ executors: [{ name: e1, plugin: echo }, { name: e2, plugin: echo2 }]
         assert!(d.restarted.is_empty());
         assert_eq!(d.unchanged, [key(Kind::Source, "t1"), key(Kind::Executor, "e1")]);
         assert!(d.table_changed, "e2 brings the prefix echo2");
-        assert_eq!(d.summary(), "added: source \"t3\", executor \"e2\"; removed: source \"t2\"; restarted: -; unchanged: 2");
+        assert_eq!(
+            d.summary(),
+            "added: source \"t3\", executor \"e2\"; removed: source \"t2\"; restarted: -; unchanged: 2"
+        );
     }
 
     #[test]
@@ -268,7 +273,8 @@ sources: [{ name: t1, plugin: tick, config: { interval: 2s } }, { name: t2, plug
 executors: [{ name: e1, plugin: echo, prefixes: [say], timeout: 5s }]
 ";
         let d = diff(&plan(BASE), &ids(ALL), &plan(new), &ids(ALL));
-        let reasons: Vec<(String, String)> = d.restarted.iter().map(|r| (r.key.name.clone(), r.reason.clone())).collect();
+        let reasons: Vec<(String, String)> =
+            d.restarted.iter().map(|r| (r.key.name.clone(), r.reason.clone())).collect();
         assert_eq!(
             reasons,
             [

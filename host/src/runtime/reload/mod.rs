@@ -83,12 +83,26 @@ pub struct Current {
     pub yaml: Option<serde_yaml::Value>,
 }
 
-impl Current {
-    /// The running state right after `run` started: identities are taken now.
-    pub fn new(plan: Arc<Plan>, registry: Registry, origin: &Origin) -> Self {
+/// What the files were when `run` loaded them: taken right after loading,
+/// so a change made while the host starts is noticed once it runs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub registry: Registry,
+    pub ids: Identities,
+    pub yaml: Option<serde_yaml::Value>,
+}
+
+impl Loaded {
+    pub fn take(registry: Registry, origin: &Origin) -> Self {
         let ids = identity::snapshot(&registry.dir).unwrap_or_default();
         let yaml = origin.config.as_deref().and_then(|p| read_yaml(p).ok());
-        Self { plan, registry, ids, yaml }
+        Self { registry, ids, yaml }
+    }
+}
+
+impl Current {
+    pub fn new(plan: Arc<Plan>, loaded: Loaded) -> Self {
+        Self { plan, registry: loaded.registry, ids: loaded.ids, yaml: loaded.yaml }
     }
 }
 
@@ -107,6 +121,8 @@ pub struct Reloader {
     current: Current,
     instances: Arc<dyn Instances>,
     events: Option<HostEvents>,
+    /// Whether files are watched (only for the log).
+    watching: bool,
 }
 
 /// What a reload did (also the data of `config.reloaded`).
@@ -123,7 +139,7 @@ pub struct Applied {
 
 impl Reloader {
     pub fn new(origin: Origin, current: Current, instances: Arc<dyn Instances>, events: Option<HostEvents>) -> Self {
-        Self { origin, current, instances, events }
+        Self { origin, current, instances, events, watching: true }
     }
 
     /// The running plan.
@@ -131,8 +147,23 @@ impl Reloader {
         &self.current.plan
     }
 
+    /// Whether the files changed since they were loaded (before anything watched them).
+    fn stale(&self) -> bool {
+        let ids = identity::snapshot(&self.current.registry.dir).unwrap_or_default();
+        let yaml = self.origin.config.as_deref().and_then(|p| read_yaml(p).ok());
+        ids != self.current.ids || yaml != self.current.yaml
+    }
+
     /// Serves reload requests until `shutdown`.
     pub async fn run(mut self, mut requests: tokio::sync::mpsc::Receiver<ReloadRequest>, shutdown: CancellationToken) {
+        if self.stale() {
+            let request = ReloadRequest { triggers: [Trigger::Startup].into() };
+            tokio::select! {
+                _ = self.reload(&request) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        tracing::info!(watch = self.watching, "hot plug ready: SIGHUP reloads");
         loop {
             let request = tokio::select! {
                 r = requests.recv() => match r { Some(r) => r, None => return },
@@ -195,8 +226,7 @@ impl Reloader {
         }
         let dir = config.plugins_dir.clone().unwrap_or_else(|| self.current.registry.dir.clone());
         let start = plan::start_options(&config);
-        let (registry, ids) =
-            discover::rediscover(&self.current.registry, &self.current.ids, &dir, &start).await?;
+        let (registry, ids) = discover::rediscover(&self.current.registry, &self.current.ids, &dir, &start).await?;
         let missing = if self.origin.config.is_some() {
             set_aside_missing(&mut config, &registry, &self.current.plan)
         } else {
@@ -255,8 +285,12 @@ fn set_aside_missing(config: &mut Config, registry: &Registry, running: &Plan) -
         }
         keep
     });
-    let running_files: Vec<&Path> =
-        running.sources.iter().map(|s| s.path.as_path()).chain(running.executors.iter().map(|e| e.path.as_path())).collect();
+    let running_files: Vec<&Path> = running
+        .sources
+        .iter()
+        .map(|s| s.path.as_path())
+        .chain(running.executors.iter().map(|e| e.path.as_path()))
+        .collect();
     config.plugins.retain(|file, _| {
         registry.entries.iter().any(|e| &e.file_name == file)
             || !running_files.iter().any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
@@ -308,10 +342,12 @@ fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::
 pub fn spawn(
     reloader: Reloader,
     options: WatchOptions,
+    hup: tokio::signal::unix::Signal,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, watch::WatchError> {
-    let requests = watch::spawn(options, shutdown.clone())?;
-    Ok(tokio::spawn(reloader.run(requests, shutdown)))
+    let watching = options.watch_files;
+    let requests = watch::spawn(options, hup, shutdown.clone())?;
+    Ok(tokio::spawn(Reloader { watching, ..reloader }.run(requests, shutdown)))
 }
 
 #[cfg(test)]
@@ -322,9 +358,10 @@ mod tests {
     fn only_sections_a_reload_cannot_apply_are_reported() {
         let old: serde_yaml::Value =
             serde_yaml::from_str("sources: []\nhttp: { listen: '127.0.0.1:1' }\nsinks: [{name: a}]\n").unwrap();
-        let new: serde_yaml::Value =
-            serde_yaml::from_str("sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n")
-                .unwrap();
+        let new: serde_yaml::Value = serde_yaml::from_str(
+            "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n",
+        )
+        .unwrap();
         assert_eq!(changed_sections(Some(&old), Some(&new)), ["http", "routes"]);
         assert!(changed_sections(Some(&old), Some(&old)).is_empty());
     }

@@ -22,6 +22,8 @@ pub enum Trigger {
     PluginsDir,
     ConfigFile,
     Signal,
+    /// The files changed while the host was starting, before they were watched.
+    Startup,
 }
 
 impl Trigger {
@@ -30,6 +32,7 @@ impl Trigger {
             Trigger::PluginsDir => "plugins directory changed",
             Trigger::ConfigFile => "config file changed",
             Trigger::Signal => "SIGHUP",
+            Trigger::Startup => "changed while plugboard started",
         }
     }
 }
@@ -85,11 +88,21 @@ pub enum WatchError {
     Signal(std::io::Error),
 }
 
+/// Takes over SIGHUP (whose default would end the process). Call it as
+/// early as possible: a SIGHUP that arrives later, even before [`spawn`],
+/// is kept for it.
+pub fn hangup() -> Result<tokio::signal::unix::Signal, WatchError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).map_err(WatchError::Signal)
+}
+
 /// Starts watching; reload requests arrive on the returned channel until
 /// `shutdown` is cancelled.
-pub fn spawn(options: WatchOptions, shutdown: CancellationToken) -> Result<mpsc::Receiver<ReloadRequest>, WatchError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let hup = signal(SignalKind::hangup()).map_err(WatchError::Signal)?;
+pub fn spawn(
+    options: WatchOptions,
+    hup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) -> Result<mpsc::Receiver<ReloadRequest>, WatchError> {
     let (fs_tx, fs_rx) = mpsc::unbounded_channel();
     let watcher = if options.watch_files { Some(watch_files(&options, fs_tx)?) } else { None };
     let (tx, rx) = mpsc::channel(4);
@@ -241,7 +254,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
         std::fs::write(dir.path().join("plugboard.yaml"), "").unwrap();
         let shutdown = CancellationToken::new();
-        let mut rx = spawn(options(dir.path()), shutdown.clone()).unwrap();
+        let mut rx = spawn(options(dir.path()), hangup().unwrap(), shutdown.clone()).unwrap();
 
         let exe = dir.path().join("plugins/plugboard-new");
         let writer = {
