@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,11 +22,11 @@ use super::host_events::{HOST_INSTANCE, HostEvents};
 use super::http;
 use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
-use super::reload::running::{HostInstances, SourceTasks};
 use super::routing::SinkRoutes;
-use super::sinks::AutomationSlot;
-use super::sources::ClientSlot;
+use super::sinks::{AutomationSlot, SinkSupervision};
+use super::sources::{self as sources_mod, ClientSlot, CursorCell, SourceWorkload};
 use super::store::StoreError;
+use super::supervisor::{Kind, Lifecycle, Supervision, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -47,12 +48,38 @@ pub struct Host {
     pub http_addr: Option<SocketAddr>,
     /// Where the event store lives.
     pub state_dir: PathBuf,
-    sources: Arc<SourceTasks>,
+    /// Every plugin instance's process, supervised.
+    pub supervisor: Supervisor,
+    groups: Groups,
     tasks: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
-    /// The HTTP forwarding slot of each source (kept for hot plug).
-    source_slots: HashMap<String, ClientSlot>,
+    /// Per source: its HTTP forwarding slot and where it leaves its cursor (hot plug).
+    source_state: HashMap<String, (ClientSlot, CursorCell)>,
 }
+
+/// Stop tokens of the instance kinds, cancelled in shutdown order: sources
+/// first, executors once in-flight commands drained, sinks once the
+/// pipeline delivered what it could.
+#[derive(Default)]
+struct Groups {
+    sources: CancellationToken,
+    executors: CancellationToken,
+    sinks: CancellationToken,
+}
+
+impl Groups {
+    async fn stop_all(&self, supervisor: &Supervisor) {
+        for (token, kind) in
+            [(&self.sources, Kind::Source), (&self.executors, Kind::Executor), (&self.sinks, Kind::Sink)]
+        {
+            token.cancel();
+            supervisor.join(kind).await;
+        }
+    }
+}
+
+/// How long lifecycle events may take to reach the pipeline at shutdown.
+const LIFECYCLE_FLUSH: Duration = Duration::from_secs(2);
 
 impl Host {
     /// Opens the event store, then starts the sinks, sources, executors and
@@ -80,8 +107,26 @@ impl Host {
         // host's event queue, which the pipeline creates: it is bound once
         // the pipeline is up.
         let automations = AutomationSlot::default();
-        let sinks = plan.sinks.iter().map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations))).collect();
-        let pipeline = Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing)?;
+        let (lifecycle, lifecycle_binder) = Lifecycle::new();
+        let supervisor = Supervisor::new(lifecycle);
+        let groups = Groups::default();
+        let sink_supervision = SinkSupervision {
+            supervisor: supervisor.clone(),
+            group: groups.sinks.clone(),
+            supervision: Supervision { restart: plan.restart.clone(), health: plan.health.clone() },
+        };
+        let sinks = plan
+            .sinks
+            .iter()
+            .map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations, &sink_supervision)))
+            .collect();
+        let pipeline = match Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing) {
+            Ok(pipeline) => pipeline,
+            Err(e) => {
+                groups.stop_all(&supervisor).await;
+                return Err(e.into());
+            }
+        };
         tracing::info!(
             state_dir = %state_dir.display(),
             stored = pipeline.opened.last_seq,
@@ -90,6 +135,7 @@ impl Host {
         );
         let Some(host_queue) = pipeline.queue(HOST_INSTANCE) else { unreachable!("the host queue is created above") };
         let host_events = HostEvents::new(host_queue);
+        lifecycle_binder.bind(host_events.clone());
         let executors = Arc::new(ExecutorPool::new(&plan));
         let commands =
             Arc::new(CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone())));
@@ -99,15 +145,20 @@ impl Host {
             host_events.clone(),
         )));
 
-        let sources = Arc::new(SourceTasks::default());
-        let mut source_slots = HashMap::new();
         let mut endpoints = HashMap::new();
+        let mut source_state = HashMap::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
             let slot = ClientSlot::default();
             let Some(queue) = pipeline.queue(&source.name) else { continue };
-            sources.spawn(source.clone(), &plan, cursor, queue, Arc::clone(&slot), &shutdown);
-            source_slots.insert(source.name.clone(), Arc::clone(&slot));
+            let cell = CursorCell::new(std::sync::Mutex::new(cursor.clone()));
+            source_state.insert(source.name.clone(), (Arc::clone(&slot), Arc::clone(&cell)));
+            let workload = SourceWorkload::new(source.clone(), cursor, queue, Arc::clone(&slot)).with_cursor_cell(cell);
+            if let Err(e) =
+                supervisor.spawn(sources_mod::spec(source, &plan.start), Box::new(workload), &groups.sources)
+            {
+                tracing::error!(source = %source.name, "{e}");
+            }
             endpoints.insert(
                 source.name.clone(),
                 http::sources::SourceEndpoint {
@@ -119,7 +170,7 @@ impl Host {
                 },
             );
         }
-        executors.supervise_all(&plan.restart, &shutdown);
+        executors.supervise_all(&supervisor, &groups.executors);
         let mut tasks = Vec::new();
 
         let http_addr = if config.http.enabled {
@@ -133,6 +184,7 @@ impl Host {
                     ingress: pipeline.ingress.clone(),
                 }))
                 .merge(chatops::http::router(Arc::clone(&commands), config.http.token.clone(), &config.commands))
+                .merge(http::plugins::router(supervisor.clone(), config.http.token.clone()))
                 .merge(http::stats::router(
                     move || super::pipeline::stats_json(&store, &counters, &sink_stats),
                     config.http.token.clone(),
@@ -145,12 +197,12 @@ impl Host {
                 }
                 Err(source) => {
                     shutdown.cancel();
-                    sources.join().await;
-                    executors.join().await;
-                    for task in tasks {
-                        let _ = task.await;
-                    }
-                    pipeline.stop().await;
+                    groups.sources.cancel();
+                    supervisor.join(Kind::Source).await;
+                    groups.executors.cancel();
+                    supervisor.join(Kind::Executor).await;
+                    pipeline.stop_within(plan.shutdown.drain_timeout).await;
+                    groups.stop_all(&supervisor).await;
                     return Err(HostError::Listen { addr: config.http.listen, source });
                 }
             }
@@ -165,39 +217,69 @@ impl Host {
             commands,
             http_addr,
             state_dir,
-            sources,
+            supervisor,
+            groups,
             tasks,
             pipeline,
-            source_slots,
+            source_state,
         })
     }
 
     /// The controls a reload (hot plug) uses on single instances.
     pub fn instances(&self) -> Arc<dyn super::reload::Instances> {
-        Arc::new(HostInstances {
+        Arc::new(super::reload::running::HostInstances {
+            supervisor: self.supervisor.clone(),
             executors: Arc::clone(&self.executors),
-            sources: Arc::clone(&self.sources),
             queues: self.pipeline.queue_maker.clone(),
-            cursors: std::sync::Mutex::new(self.pipeline.opened.source_cursors.clone()),
-            slots: self.source_slots.clone(),
-            shutdown: self.shutdown.clone(),
+            source_group: self.groups.sources.clone(),
+            executor_group: self.groups.executors.clone(),
+            sources: std::sync::Mutex::new(self.source_state.clone()),
+            stored_cursors: self.pipeline.opened.source_cursors.clone(),
         })
     }
 
-    /// Waits for shutdown, then for every part to stop (plugins shut down
-    /// through their controller), then stops the pipeline: what the sources
-    /// sent is stored, sinks deliver what they can, cursors are persisted.
+    /// Waits for shutdown, then stops in order: sources first (what they
+    /// sent is queued), in-flight commands get up to `shutdown.drain_timeout`,
+    /// executors stop, the pipeline stores what is queued and sinks deliver
+    /// what they can within `drain_timeout`, then the sink plugins stop.
+    /// Plugins stop through their controller; what lingers past `kill_grace`
+    /// is killed with its process group.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        tracing::info!("shutting down");
-        self.sources.join().await;
-        self.executors.join().await;
-        for task in self.tasks {
-            let _ = task.await;
+        let drain = self.plan.shutdown.drain_timeout;
+        tracing::info!("shutting down: stopping sources");
+        self.groups.sources.cancel();
+        self.supervisor.join(Kind::Source).await;
+
+        let in_flight = self.executors.in_flight();
+        if in_flight > 0 {
+            tracing::info!(commands = in_flight, "waiting up to {drain:?} for running commands");
+            if tokio::time::timeout(drain, self.executors.drain()).await.is_err() {
+                tracing::warn!(
+                    commands = self.executors.in_flight(),
+                    "commands still running after shutdown.drain_timeout ({drain:?}); their plugins are stopped"
+                );
+            }
         }
+        self.groups.executors.cancel();
+        self.supervisor.join(Kind::Executor).await;
+        // The HTTP server stops with the shutdown token; a client that holds
+        // a stream open is not waited for past the drain timeout.
+        let _ = tokio::time::timeout(drain, async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+
+        // Lifecycle events of the stopped instances are stored too.
+        let _ = tokio::time::timeout(LIFECYCLE_FLUSH, self.supervisor.lifecycle().flush()).await;
         drop(self.host_events);
         drop(self.commands);
-        self.pipeline.stop().await;
+        self.pipeline.stop_within(drain).await;
+        self.groups.sinks.cancel();
+        self.supervisor.join(Kind::Sink).await;
+        tracing::info!("stopped");
     }
 }
 

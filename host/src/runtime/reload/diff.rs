@@ -91,18 +91,24 @@ struct Fingerprint {
     drop_types: Option<DropTypes>,
 }
 
-fn launch_fields(plan: &Plan, path: &std::path::Path, fields: &mut BTreeMap<&'static str, String>) {
+fn launch_fields(
+    plan: &Plan,
+    path: &std::path::Path,
+    supervision: &crate::runtime::supervisor::Supervision,
+    fields: &mut BTreeMap<&'static str, String>,
+) {
     fields.insert("start_timeout", format!("{:?}", plan.start.start_timeout));
     fields.insert("kill_grace", format!("{:?}", plan.start.kill_grace));
     fields.insert("launch security", format!("{:?}", plan.start.security_for(path)));
-    fields.insert("restart policy", format!("{:?}", plan.restart));
+    fields.insert("restart policy", format!("{:?}", supervision.restart));
+    fields.insert("health checks", format!("{:?}", supervision.health));
 }
 
 fn source_fingerprint(plan: &Plan, s: &SourcePlan) -> Fingerprint {
     let mut fields = BTreeMap::new();
     fields.insert("config", s.config.to_string());
     fields.insert("http_token", format!("{:?}", s.http_token));
-    launch_fields(plan, &s.path, &mut fields);
+    launch_fields(plan, &s.path, &s.supervision, &mut fields);
     Fingerprint { path: s.path.clone(), fields, drop_types: Some(s.drop_types.clone()) }
 }
 
@@ -113,7 +119,7 @@ fn executor_fingerprint(plan: &Plan, e: &ExecutorPlan) -> Fingerprint {
     fields.insert("timeout", format!("{:?}", e.timeout));
     fields.insert("max_concurrent", e.max_concurrent.to_string());
     fields.insert("max_output", e.max_output.to_string());
-    launch_fields(plan, &e.path, &mut fields);
+    launch_fields(plan, &e.path, &e.supervision, &mut fields);
     Fingerprint { path: e.path.clone(), fields, drop_types: None }
 }
 

@@ -40,7 +40,7 @@ pub const REJECTED: &str = "dev.plugboard.config.rejected";
 /// Top-level config sections a reload applies; a change anywhere else takes
 /// effect at the next start (and is said so).
 const RELOADABLE: &[&str] =
-    &["sources", "executors", "plugins", "plugins_dir", "start_timeout", "kill_grace", "restart", "reload"];
+    &["sources", "executors", "plugins", "plugins_dir", "start_timeout", "kill_grace", "restart", "health", "reload"];
 
 /// What the reloader needs from the running host: the controls of single
 /// instances and the command path's table. Nothing else is touched.

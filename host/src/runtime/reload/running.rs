@@ -1,79 +1,33 @@
-//! The [`Instances`] seam over `run`'s host: source tasks with their own
-//! stop tokens, the executor pool, and the pipeline's queue maker.
+//! The [`Instances`] seam over `run`'s host: the [`Supervisor`]'s
+//! per-instance controls, the executor pool's table, and the pipeline's
+//! queue maker for sources that did not exist at start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{InstanceKey, Instances, Kind};
 use crate::runtime::executors::ExecutorPool;
-use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE, SourceQueue};
-use crate::runtime::plan::{Plan, SourcePlan};
-use crate::runtime::sources::{ClientSlot, SourceSupervisor};
-
-/// One running source task: stopped alone by its token, returns its last cursor.
-type SourceTask = (CancellationToken, JoinHandle<Option<String>>);
-
-/// The host's source instances, each stoppable on its own.
-#[derive(Default)]
-pub struct SourceTasks {
-    tasks: Mutex<BTreeMap<String, SourceTask>>,
-}
-
-impl SourceTasks {
-    /// Supervises `plan` until `shutdown` or [`SourceTasks::stop`].
-    pub fn spawn(
-        &self,
-        plan: SourcePlan,
-        host: &Plan,
-        cursor: Option<String>,
-        queue: SourceQueue,
-        slot: ClientSlot,
-        shutdown: &CancellationToken,
-    ) {
-        let stop = shutdown.child_token();
-        let name = plan.name.clone();
-        let supervisor =
-            SourceSupervisor::new(plan, host.start.clone(), host.restart.clone(), cursor).with_client_slot(slot);
-        let task = tokio::spawn(supervisor.run(queue, stop.clone()));
-        self.lock().insert(name, (stop, task));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceTask>> {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stops one source (its plugin shut down through its controller);
-    /// returns where its stream was.
-    pub async fn stop(&self, name: &str) -> Option<String> {
-        let (stop, task) = self.lock().remove(name)?;
-        stop.cancel();
-        task.await.ok().flatten()
-    }
-
-    /// Waits for every source to stop (after `shutdown`).
-    pub async fn join(&self) {
-        let tasks = std::mem::take(&mut *self.lock());
-        for (_, (_, task)) in tasks {
-            let _ = task.await;
-        }
-    }
-}
+use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE};
+use crate::runtime::plan::Plan;
+use crate::runtime::sources::{self, ClientSlot, CursorCell, SourceWorkload};
+use crate::runtime::supervisor::{self, Supervisor};
 
 /// `run`'s host as the reloader sees it.
 pub struct HostInstances {
+    pub supervisor: Supervisor,
     pub executors: Arc<ExecutorPool>,
-    pub sources: Arc<SourceTasks>,
     pub queues: QueueMaker,
-    /// Where each source's stream was: from the store at start, then from
-    /// each stopped instance (a restarted one resumes there).
-    pub cursors: Mutex<HashMap<String, String>>,
-    /// The HTTP forwarding slot of each source configured at start (new
-    /// sources get a slot nothing reads: `/v1/sources/{name}` is fixed at start).
-    pub slots: HashMap<String, ClientSlot>,
-    pub shutdown: CancellationToken,
+    /// The stop tokens of the source and executor groups (shutdown order).
+    pub source_group: CancellationToken,
+    pub executor_group: CancellationToken,
+    /// Per source instance: its HTTP forwarding slot (`/v1/sources/{name}`
+    /// is fixed at start: a source added later gets a slot nothing reads)
+    /// and where it left its cursor (a restarted instance resumes there).
+    pub sources: Mutex<HashMap<String, (ClientSlot, CursorCell)>>,
+    /// Source cursors in the store when it was opened.
+    pub stored_cursors: HashMap<String, String>,
 }
 
 #[tonic::async_trait]
@@ -86,13 +40,26 @@ impl Instances for HostInstances {
                     .queues
                     .queue(Arc::from(source.name.as_str()), SOURCE_QUEUE, source.drop_types.clone())
                     .ok_or("the event pipeline has shut down")?;
-                let cursor = self.cursors.lock().unwrap_or_else(|e| e.into_inner()).get(&key.name).cloned();
-                let slot = self.slots.get(&key.name).cloned().unwrap_or_default();
-                self.sources.spawn(source.clone(), plan, cursor, queue, slot, &self.shutdown);
+                let (slot, cursor) = {
+                    let known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+                    match known.get(&key.name) {
+                        Some((slot, cell)) => {
+                            (Arc::clone(slot), cell.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                        }
+                        None => (ClientSlot::default(), self.stored_cursors.get(&key.name).cloned()),
+                    }
+                };
+                let cell = CursorCell::new(Mutex::new(cursor.clone()));
+                let workload = SourceWorkload::new(source.clone(), cursor, queue, Arc::clone(&slot))
+                    .with_cursor_cell(Arc::clone(&cell));
+                self.supervisor
+                    .spawn(sources::spec(source, &plan.start), Box::new(workload), &self.source_group)
+                    .map_err(|e| e.to_string())?;
+                self.sources.lock().unwrap_or_else(|e| e.into_inner()).insert(key.name.clone(), (slot, cell));
             }
             Kind::Executor => {
                 let executor = plan.executor(&key.name).ok_or("not in the new plan")?;
-                self.executors.add(executor.clone(), &plan.restart, &self.shutdown);
+                self.executors.add(executor.clone(), &self.supervisor, &self.executor_group);
             }
         }
         Ok(())
@@ -101,11 +68,11 @@ impl Instances for HostInstances {
     async fn stop(&self, key: &InstanceKey) {
         match key.kind {
             Kind::Source => {
-                if let Some(cursor) = self.sources.stop(&key.name).await {
-                    self.cursors.lock().unwrap_or_else(|e| e.into_inner()).insert(key.name.clone(), cursor);
+                if let Err(e) = self.supervisor.remove(supervisor::Kind::Source, &key.name).await {
+                    tracing::debug!(source = %key.name, "nothing to stop: {e}");
                 }
             }
-            Kind::Executor => self.executors.remove(&key.name).await,
+            Kind::Executor => self.executors.remove(&key.name, &self.supervisor).await,
         }
     }
 
