@@ -81,6 +81,7 @@ sources:
   - { name: steady, plugin: tick, config: { interval: 20ms } }
 executors:
   - { name: echo, plugin: echo }
+  - { name: fx, plugin: faulty }
 "#,
     );
     let run = run_host(&config);
@@ -88,9 +89,11 @@ executors:
     let url = format!("http://{addr}");
     let first = wait_state(&addr, "crashy", "running");
     let first_pid = pid_of(&first);
+    let fx_pid = pid_of(&wait_state(&addr, "fx", "running"));
 
     std::fs::write(&broken, "").unwrap();
     kill(first_pid, Signal::SIGKILL);
+    kill(fx_pid, Signal::SIGKILL);
     let entry = wait_state(&addr, "crashy", "deactivated");
     assert_eq!(entry["deactivated"], true, "{entry}");
     assert_eq!(entry["pid"], Value::Null, "{entry}");
@@ -121,7 +124,7 @@ executors:
             _ => {}
         }
     }
-    let log = run.stderr.wait_for("deactivated: 4 failures within 1m");
+    let log = run.stderr.wait_for("source deactivated: 4 failures within 1m");
     let log: Value = serde_json::from_str(&log).unwrap();
     assert_eq!(log["span"]["instance"], "crashy", "{log}");
     assert_eq!(log["fields"]["plugin"], "faulty", "{log}");
@@ -133,6 +136,12 @@ executors:
     });
     let (code, out, err) = run_plugboard(&["exec", "--remote", &url, "--", "echo", "still", "here"]);
     assert_eq!((code, out.as_str()), (Some(0), "still here\n"), "{err}");
+    // A command for the deactivated executor is answered at once, saying what to do.
+    wait_state(&addr, "fx", "deactivated");
+    let (code, _, err) = run_plugboard(&["exec", "--remote", &url, "--", "faulty", "ok"]);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("deactivated after repeated failures"), "{err}");
+    assert!(err.contains("plugboard plugins enable fx"), "{err}");
     assert_eq!(plugin(&addr, "steady")["state"], "running");
 
     // `plugins status` shows it.
@@ -160,6 +169,11 @@ executors:
     });
     let events = lifecycle(&lines, "crashy");
     assert_eq!(events.last().unwrap().1["pid"], pid_of(&entry));
+    let (code, _, err) = run_plugboard(&["plugins", "enable", "fx", "--remote", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_state(&addr, "fx", "running");
+    let (code, out, err) = run_plugboard(&["exec", "--remote", &url, "--", "faulty", "ok"]);
+    assert_eq!((code, out.as_str()), (Some(0), "ok\n"), "{err}");
     // Its events flow again, resumed from its cursor.
     run.stdout.wait_until("events from crashy after enabling", DEADLINE, |l| crashy_events(l) >= before + 5);
 
@@ -303,7 +317,16 @@ executors:
         l.iter().filter(|l| l.contains("/plugboard/faulty/counter")).count() >= 50
     });
     let seen = run.stdout.snapshot().iter().filter(|l| l.contains("/plugboard/faulty/counter")).count();
+    // A command in flight when the signal comes is drained, not cut off.
+    let mut stream = plugboard_tests::chatops::SseStream::open(
+        &format!("http://{addr}/v1/commands"),
+        serde_json::json!({"command": "echo --every 300ms a b c"}),
+    );
+    assert_eq!(stream.next_event().unwrap().data["chunk"], "a\n");
     run.signal(Signal::SIGTERM);
+    let result = std::iter::from_fn(|| stream.next_event()).find(|e| e.event == "result").expect("a result");
+    assert_eq!(result.data["status"], "ok", "{}", result.data);
+    assert_eq!(result.data["output"], "a\nb\nc\n", "{}", result.data);
     let status = run.wait_exit(DEADLINE);
     let stderr = run.stderr.text();
     assert_eq!(status.code(), Some(0), "{stderr}");
