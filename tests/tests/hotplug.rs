@@ -168,8 +168,11 @@ fn a_new_executor_binary_answers_at_once_and_nothing_else_restarts() {
     assert_eq!(reply["status"], "unknown", "{reply}");
 
     // Copied straight to its final name: the host waits for the copy to finish.
+    let dropped = std::time::Instant::now();
     install(&dir, "faulty", "plugboard-hotplugged");
     assert_eq!(host.wait_answers("faulty ok"), "ok\n");
+    // A figure, not an assertion: debounce + settle + describe + start.
+    eprintln!("hot plug: a dropped executor answered {:?} after the copy began", dropped.elapsed());
     host.only_pid("executor", "faulty");
     assert_eq!(host.only_pid("executor", "echo"), echo, "echo was restarted");
     assert_eq!(host.only_pid("source", "tick"), tick, "tick was restarted");
@@ -187,8 +190,10 @@ fn replacing_a_binary_restarts_only_its_instances() {
     let faulty = host.only_pid("executor", "faulty");
     let ticks = host.only_pid("source", "ticks");
 
+    let replaced = std::time::Instant::now();
     replace(&dir, "echo", "plugboard-echo");
     let pids = host.pids("executor", "echo", 2);
+    eprintln!("hot plug: the replaced executor ran again {:?} after the rename", replaced.elapsed());
     assert_ne!(pids[1], echo);
     assert!(wait_gone(&[echo], DEADLINE).is_empty(), "the old echo process (pid {echo}) still runs");
     assert!(process_alive(pids[1]));
