@@ -171,7 +171,7 @@ pub fn diff(old: &Plan, old_ids: &Identities, new: &Plan, new_ids: &Identities) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
@@ -183,7 +183,7 @@ mod tests {
     use crate::runtime::config::Config;
     use crate::runtime::registry::{Entry, Registry};
 
-    fn described(name: &str, kind: PluginKind, prefixes: &[&str]) -> Arc<Described> {
+    pub(crate) fn described(name: &str, kind: PluginKind, prefixes: &[&str]) -> Arc<Described> {
         Arc::new(Described {
             info: PluginInfo {
                 name: name.into(),
@@ -196,7 +196,7 @@ mod tests {
         })
     }
 
-    fn registry() -> Registry {
+    pub(crate) fn registry() -> Registry {
         let entry = |file: &str, d: Arc<Described>| Entry {
             path: Path::new("/plugins").join(file),
             file_name: file.into(),

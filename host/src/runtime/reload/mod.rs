@@ -355,6 +355,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_running_instance_whose_binary_is_gone_is_set_aside_but_a_new_one_is_not() {
+        let full = diff::tests::registry();
+        let yaml = "executors: [{ name: e1, plugin: echo }, { name: e2, plugin: echo2 }]\n";
+        let running = plan::plan(&Config::parse(yaml).unwrap(), &full, "test.yaml".into()).unwrap();
+        let mut without_echo2 = full.clone();
+        without_echo2.entries.retain(|e| e.file_name != "plugboard-echo2");
+
+        let mut config = Config::parse(yaml).unwrap();
+        assert_eq!(set_aside_missing(&mut config, &without_echo2, &running), ["e2"]);
+        assert_eq!(config.executors.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["e1"]);
+        assert!(plan::plan(&config, &without_echo2, "test.yaml".into()).is_ok());
+
+        // A new instance naming a missing plugin stays, and the plan says what is wrong.
+        let mut config =
+            Config::parse("executors: [{ name: e1, plugin: echo }, { name: e3, plugin: nosuch }]\n").unwrap();
+        assert!(set_aside_missing(&mut config, &without_echo2, &running).is_empty());
+        let err = plan::plan(&config, &without_echo2, "test.yaml".into()).unwrap_err().to_string();
+        assert!(err.contains("executors[1] \"e3\": unknown plugin \"nosuch\""), "{err}");
+    }
+
+    #[test]
     fn only_sections_a_reload_cannot_apply_are_reported() {
         let old: serde_yaml::Value =
             serde_yaml::from_str("sources: []\nhttp: { listen: '127.0.0.1:1' }\nsinks: [{name: a}]\n").unwrap();
