@@ -378,6 +378,13 @@ async fn run(
     state_dir: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let (plan, registry, mut config) = load_plan(config_path, plugins_dir).await?;
+    let origin = super::reload::Origin {
+        config: config_path.map(Path::to_path_buf),
+        plugins_dir: plugins_dir.map(Path::to_path_buf),
+    };
+    let loaded = super::reload::Loaded::take(registry.clone(), &origin);
+    // SIGHUP is the host's from here on (its default would end the process).
+    let hup = super::reload::watch::hangup();
     if let Some(listen) = listen {
         config.http.listen = listen;
     }
@@ -392,9 +399,34 @@ async fn run(
     );
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let host = Host::start(plan, &config, shutdown).await?;
+    let host = Host::start(plan, &config, shutdown.clone()).await?;
+    match hup {
+        Ok(hup) => spawn_reloader(&host, loaded, &config, origin, hup, shutdown),
+        Err(e) => tracing::warn!("hot plug is off: {e}"),
+    }
     host.wait().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hot plug: the plugins directory and config file are watched (unless
+/// `reload.watch: false`) and SIGHUP reloads.
+fn spawn_reloader(
+    host: &Host,
+    loaded: super::reload::Loaded,
+    config: &Config,
+    origin: super::reload::Origin,
+    hup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) {
+    use super::reload;
+    let mut watch = reload::WatchOptions::new(loaded.registry.dir.clone(), origin.config.clone());
+    watch.watch_files = config.reload.watch;
+    let current = reload::Current::new(Arc::clone(&host.plan), loaded);
+    let reloader = reload::Reloader::new(origin, current, host.instances(), Some(host.host_events.clone()));
+    match reload::spawn(reloader, watch, hup, shutdown) {
+        Ok(_) => {}
+        Err(e) => tracing::warn!("hot plug is off: {e}"),
+    }
 }
 
 /// `--state-dir`, else the config's `state_dir`, else the default.

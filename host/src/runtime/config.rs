@@ -72,6 +72,24 @@ pub struct Config {
     /// Largest gRPC message to or from any plugin (default 64 MiB).
     #[serde(default)]
     pub max_message_size: Option<ByteSize>,
+    /// Hot plug: watching the plugins directory and this file.
+    #[serde(default)]
+    pub reload: ReloadConfig,
+}
+
+/// Hot plug (`reload:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload when the plugins directory or the config file changes (SIGHUP
+    /// reloads either way).
+    pub watch: bool,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { watch: true }
+    }
 }
 
 /// How one plugin executable is launched.

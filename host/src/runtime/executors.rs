@@ -7,7 +7,7 @@
 //! a command needs.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use plugboard_proto::plugboard::v1::CommandContext;
@@ -133,8 +133,9 @@ impl ExecutorInstance {
 
 /// All executor instances of a plan and the table that picks one per command.
 pub struct ExecutorPool {
-    instances: BTreeMap<String, Arc<ExecutorInstance>>,
-    table: CommandTable,
+    /// Replaced whole by a reload (hot plug); commands read a snapshot.
+    instances: RwLock<Arc<BTreeMap<String, Arc<ExecutorInstance>>>>,
+    table: RwLock<Arc<CommandTable>>,
     start: StartOptions,
     /// `exec`: processes started on demand, stopped by [`ExecutorPool::stop`].
     on_demand: tokio::sync::Mutex<BTreeMap<String, PluginHandle>>,
@@ -144,39 +145,83 @@ impl ExecutorPool {
     pub fn new(plan: &Plan) -> Self {
         let instances =
             plan.executors.iter().map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone())))).collect();
-        Self { instances, table: plan.table.clone(), start: plan.start.clone(), on_demand: Default::default() }
+        Self {
+            instances: RwLock::new(Arc::new(instances)),
+            table: RwLock::new(Arc::new(plan.table.clone())),
+            start: plan.start.clone(),
+            on_demand: Default::default(),
+        }
     }
 
-    pub fn table(&self) -> &CommandTable {
-        &self.table
+    /// The command table commands resolve against now.
+    pub fn table(&self) -> Arc<CommandTable> {
+        Arc::clone(&self.table.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the command table in one step (hot plug).
+    pub fn set_table(&self, table: CommandTable) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
     }
 
     /// The instance called `name`.
-    pub fn instance(&self, name: &str) -> Option<&Arc<ExecutorInstance>> {
-        self.instances.get(name)
+    pub fn instance(&self, name: &str) -> Option<Arc<ExecutorInstance>> {
+        self.snapshot().get(name).cloned()
+    }
+
+    fn snapshot(&self) -> Arc<BTreeMap<String, Arc<ExecutorInstance>>> {
+        Arc::clone(&self.instances.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn supervise(&self, instance: &ExecutorInstance, supervisor: &Supervisor, group: &CancellationToken) {
+        match supervisor.spawn(instance.spec(&self.start), Box::new(Serve), group) {
+            Ok(supervised) => {
+                let _ = instance.supervised.set(supervised);
+            }
+            Err(e) => tracing::error!(executor = %instance.name(), "{e}"),
+        }
     }
 
     /// Starts every instance under `supervisor`, kept up until `group` is
     /// cancelled.
     pub fn supervise_all(&self, supervisor: &Supervisor, group: &CancellationToken) {
-        for instance in self.instances.values() {
-            match supervisor.spawn(instance.spec(&self.start), Box::new(Serve), group) {
-                Ok(supervised) => {
-                    let _ = instance.supervised.set(supervised);
-                }
-                Err(e) => tracing::error!(executor = %instance.name(), "{e}"),
-            }
+        for instance in self.snapshot().values() {
+            self.supervise(instance, supervisor, group);
+        }
+    }
+
+    /// Adds an instance supervised until `group` is cancelled (hot plug). An
+    /// instance of that name must have been removed first.
+    pub fn add(&self, plan: ExecutorPlan, supervisor: &Supervisor, group: &CancellationToken) {
+        let instance = Arc::new(ExecutorInstance::new(plan));
+        self.supervise(&instance, supervisor, group);
+        let mut guard = self.instances.write().unwrap_or_else(|e| e.into_inner());
+        let mut instances = BTreeMap::clone(&guard);
+        instances.insert(instance.name().to_owned(), instance);
+        *guard = Arc::new(instances);
+    }
+
+    /// Removes an instance and stops its process through the supervisor;
+    /// a command for it gets "unavailable" until the table no longer names it.
+    pub async fn remove(&self, name: &str, supervisor: &Supervisor) {
+        {
+            let mut guard = self.instances.write().unwrap_or_else(|e| e.into_inner());
+            let mut instances = BTreeMap::clone(&guard);
+            instances.remove(name);
+            *guard = Arc::new(instances);
+        }
+        if let Err(e) = supervisor.remove(Kind::Executor, name).await {
+            tracing::debug!(executor = %name, "nothing to stop: {e}");
         }
     }
 
     /// Commands running now, over every instance.
     pub fn in_flight(&self) -> usize {
-        self.instances.values().map(|i| i.in_flight()).sum()
+        self.snapshot().values().map(|i| i.in_flight()).sum()
     }
 
     /// Returns once no command runs, and refuses new ones ("busy") from then on.
     pub async fn drain(&self) {
-        for instance in self.instances.values() {
+        for instance in self.snapshot().values() {
             let all = u32::try_from(instance.plan.max_concurrent.max(1)).unwrap_or(u32::MAX);
             if let Ok(permits) = instance.slots.acquire_many(all).await {
                 permits.forget();
@@ -192,7 +237,7 @@ impl ExecutorPool {
         context: CommandContext,
         on_output: impl FnMut(&[u8]),
     ) -> Result<(String, CommandOutcome), CommandError> {
-        let resolved = self.table.resolve(words)?;
+        let resolved = self.table().resolve(words)?;
         self.run_resolved(resolved, context, on_output).await
     }
 
@@ -204,9 +249,9 @@ impl ExecutorPool {
         context: CommandContext,
         on_output: impl FnMut(&[u8]),
     ) -> Result<(String, CommandOutcome), CommandError> {
-        let instance = self.instances.get(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
+        let instance = self.instance(&resolved.executor).ok_or_else(|| CommandError::Unavailable {
             executor: resolved.executor.clone(),
-            reason: "no such instance".into(),
+            reason: "no such instance (it was removed)".into(),
         })?;
         let _slot = Arc::clone(&instance.slots).try_acquire_owned().map_err(|_| CommandError::Busy {
             executor: resolved.executor.clone(),
@@ -215,7 +260,7 @@ impl ExecutorPool {
         let handle = if let Some(supervised) = instance.supervised.get() {
             instance.ready(supervised, self.start.start_timeout).await?
         } else {
-            self.start_on_demand(instance).await?
+            self.start_on_demand(&instance).await?
         };
         let executor = resolved.executor.clone();
         let outcome = instance.execute(&handle, resolved, context, on_output).await?;

@@ -24,7 +24,7 @@ use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
 use super::routing::SinkRoutes;
 use super::sinks::{AutomationSlot, SinkSupervision};
-use super::sources::{self as sources_mod, ClientSlot, SourceWorkload};
+use super::sources::{self as sources_mod, ClientSlot, CursorCell, SourceWorkload};
 use super::store::StoreError;
 use super::supervisor::{Kind, Lifecycle, Supervision, Supervisor};
 
@@ -53,6 +53,8 @@ pub struct Host {
     groups: Groups,
     tasks: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
+    /// Per source: its HTTP forwarding slot and where it leaves its cursor (hot plug).
+    source_state: HashMap<String, (ClientSlot, CursorCell)>,
 }
 
 /// Stop tokens of the instance kinds, cancelled in shutdown order: sources
@@ -144,11 +146,14 @@ impl Host {
         )));
 
         let mut endpoints = HashMap::new();
+        let mut source_state = HashMap::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
             let slot = ClientSlot::default();
             let Some(queue) = pipeline.queue(&source.name) else { continue };
-            let workload = SourceWorkload::new(source.clone(), cursor, queue, Arc::clone(&slot));
+            let cell = CursorCell::new(std::sync::Mutex::new(cursor.clone()));
+            source_state.insert(source.name.clone(), (Arc::clone(&slot), Arc::clone(&cell)));
+            let workload = SourceWorkload::new(source.clone(), cursor, queue, Arc::clone(&slot)).with_cursor_cell(cell);
             if let Err(e) =
                 supervisor.spawn(sources_mod::spec(source, &plan.start), Box::new(workload), &groups.sources)
             {
@@ -216,6 +221,20 @@ impl Host {
             groups,
             tasks,
             pipeline,
+            source_state,
+        })
+    }
+
+    /// The controls a reload (hot plug) uses on single instances.
+    pub fn instances(&self) -> Arc<dyn super::reload::Instances> {
+        Arc::new(super::reload::running::HostInstances {
+            supervisor: self.supervisor.clone(),
+            executors: Arc::clone(&self.executors),
+            queues: self.pipeline.queue_maker.clone(),
+            source_group: self.groups.sources.clone(),
+            executor_group: self.groups.executors.clone(),
+            sources: std::sync::Mutex::new(self.source_state.clone()),
+            stored_cursors: self.pipeline.opened.source_cursors.clone(),
         })
     }
 

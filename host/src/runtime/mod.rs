@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod plugins_cli;
 pub mod registry;
+pub mod reload;
 pub mod resolve;
 pub mod routing;
 pub mod secrets;

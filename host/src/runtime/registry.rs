@@ -90,7 +90,7 @@ impl Registry {
     }
 }
 
-async fn describe(path: PathBuf, options: &StartOptions) -> Entry {
+pub(crate) async fn describe(path: PathBuf, options: &StartOptions) -> Entry {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let described = match plugin::launch(&file_name, &path, options).await {
         Ok(handle) => {

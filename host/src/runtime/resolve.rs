@@ -35,7 +35,7 @@ pub struct Resolved {
     pub command: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CommandTable {
     /// prefix words → executor
     prefixes: BTreeMap<Vec<String>, String>,

@@ -35,6 +35,10 @@ pub fn spec(plan: &SourcePlan, start: &StartOptions) -> InstanceSpec {
     }
 }
 
+/// Where a source leaves its last cursor each time its process is gone, so
+/// an instance restarted by a reload resumes there.
+pub type CursorCell = Arc<std::sync::Mutex<Option<String>>>;
+
 /// Streams one source's events into its queue.
 pub struct SourceWorkload {
     plan: SourcePlan,
@@ -43,12 +47,19 @@ pub struct SourceWorkload {
     slot: ClientSlot,
     /// Delay between reopening streams that ended cleanly.
     reopen: Backoff,
+    last_cursor: Option<CursorCell>,
 }
 
 impl SourceWorkload {
     pub fn new(plan: SourcePlan, cursor: Option<String>, out: SourceQueue, slot: ClientSlot) -> Self {
         let reopen = Backoff::new(plan.supervision.restart.clone());
-        Self { plan, cursor, out, slot, reopen }
+        Self { plan, cursor, out, slot, reopen, last_cursor: None }
+    }
+
+    /// Leaves the cursor in `cell` whenever the process is gone (hot plug).
+    pub fn with_cursor_cell(mut self, cell: CursorCell) -> Self {
+        self.last_cursor = Some(cell);
+        self
     }
 
     fn publish_client(&self, client: Option<SourceClient>) {
@@ -115,5 +126,8 @@ impl Workload for SourceWorkload {
 
     fn detached(&mut self) {
         self.publish_client(None);
+        if let Some(cell) = &self.last_cursor {
+            *cell.lock().unwrap_or_else(|e| e.into_inner()) = self.cursor.clone();
+        }
     }
 }

@@ -238,7 +238,7 @@ impl AutomationRunner {
         let trigger_ref = serde_json::json!({ "id": trigger.id, "source": trigger.source, "type": trigger.r#type });
         let request = CommandRequest { command: command.clone(), caller: caller.clone(), event: Some(trigger) };
         let reply = self.service.run(request, |_| {}).await;
-        let command = crate::runtime::secrets::mask_text(&command, self.service.secrets_of(reply.executor.as_deref()));
+        let command = crate::runtime::secrets::mask_text(&command, &self.service.secrets_of(reply.executor.as_deref()));
         let data = serde_json::json!({
             "automation": a.name,
             "command": command,

@@ -174,15 +174,15 @@ impl CommandService {
         reply.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
         if let Some(audit) = &self.audit {
             // A secret typed into a command is masked in the record too.
-            let command = mask_text(&request.command, self.secrets_of(reply.executor.as_deref()));
+            let command = mask_text(&request.command, &self.secrets_of(reply.executor.as_deref()));
             audit.emit(audit::event(&caller, &command, &reply, started.elapsed())).await;
         }
         reply
     }
 
     /// The secret config values of an executor instance.
-    pub fn secrets_of(&self, executor: Option<&str>) -> &[String] {
-        executor.and_then(|e| self.pool.instance(e)).map(|i| i.plan().secrets.as_slice()).unwrap_or_default()
+    pub fn secrets_of(&self, executor: Option<&str>) -> Vec<String> {
+        executor.and_then(|e| self.pool.instance(e)).map(|i| i.plan().secrets.clone()).unwrap_or_default()
     }
 
     async fn run_inner(

@@ -71,37 +71,75 @@ struct Rules {
     invalid_log: LogLimiter,
 }
 
+/// The rules of every instance, shared with [`QueueMaker`]s so queues can be
+/// added while the catcher runs (hot plug). Locked once per batch.
+type SharedRules = Arc<std::sync::Mutex<HashMap<Arc<str>, Rules>>>;
+
 /// Creates queues; the catcher task runs [`Catcher::run`].
 pub struct Catcher {
     store: Store,
     rx: mpsc::UnboundedReceiver<Caught>,
     tx: mpsc::UnboundedSender<Caught>,
-    rules: HashMap<Arc<str>, Rules>,
+    rules: SharedRules,
     counters: Arc<Counters>,
+}
+
+/// Adds source queues to a running catcher. Holds no queue open: once the
+/// catcher stopped, it makes none.
+#[derive(Clone)]
+pub struct QueueMaker {
+    tx: mpsc::WeakUnboundedSender<Caught>,
+    rules: SharedRules,
+    counters: Arc<Counters>,
+}
+
+impl QueueMaker {
+    /// A queue of `capacity` events for `instance` (replacing the rules of
+    /// an earlier instance of that name), or `None` after shutdown.
+    pub fn queue(&self, instance: Arc<str>, capacity: usize, drop_types: DropTypes) -> Option<SourceQueue> {
+        let tx = self.tx.upgrade()?;
+        Some(make_queue(&self.rules, &self.counters, tx, instance, capacity, drop_types))
+    }
+}
+
+fn make_queue(
+    rules: &SharedRules,
+    counters: &Counters,
+    tx: mpsc::UnboundedSender<Caught>,
+    instance: Arc<str>,
+    capacity: usize,
+    drop_types: DropTypes,
+) -> SourceQueue {
+    let new = Rules {
+        drop_types,
+        counters: counters.source(&instance),
+        invalid_log: LogLimiter::new(Duration::from_secs(60), 10),
+    };
+    rules.lock().unwrap_or_else(|e| e.into_inner()).insert(Arc::clone(&instance), new);
+    SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity.max(1))), tx }
 }
 
 impl Catcher {
     pub fn new(store: Store, counters: Arc<Counters>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        Self { store, rx, tx, rules: HashMap::new(), counters }
+        Self { store, rx, tx, rules: SharedRules::default(), counters }
     }
 
     /// A queue of `capacity` events for `instance`.
     pub fn queue(&mut self, instance: Arc<str>, capacity: usize, drop_types: DropTypes) -> SourceQueue {
-        let rules = Rules {
-            drop_types,
-            counters: self.counters.source(&instance),
-            invalid_log: LogLimiter::new(Duration::from_secs(60), 10),
-        };
-        self.rules.insert(Arc::clone(&instance), rules);
-        SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity.max(1))), tx: self.tx.clone() }
+        make_queue(&self.rules, &self.counters, self.tx.clone(), instance, capacity, drop_types)
+    }
+
+    /// Makes queues later, while the catcher runs.
+    pub fn queue_maker(&self) -> QueueMaker {
+        QueueMaker { tx: self.tx.downgrade(), rules: Arc::clone(&self.rules), counters: Arc::clone(&self.counters) }
     }
 
     /// Runs until every queue is dropped, or `stop` is cancelled; then takes
     /// what is still queued to the store and returns.
     pub async fn run(self, stop: CancellationToken) {
         // From here on only the queues keep the channel open.
-        let Catcher { store, mut rx, tx, mut rules, .. } = self;
+        let Catcher { store, mut rx, tx, rules, .. } = self;
         drop(tx);
         let mut caught = Vec::with_capacity(CATCH_BATCH);
         loop {
@@ -116,7 +154,10 @@ impl Catcher {
             if n == 0 {
                 break;
             }
-            let batch = catch(&mut rules, &mut caught, store.batch(CATCH_BATCH));
+            let batch = {
+                let mut rules = rules.lock().unwrap_or_else(|e| e.into_inner());
+                catch(&mut rules, &mut caught, store.batch(CATCH_BATCH))
+            };
             if !batch.is_empty() && store.submit(batch).await.is_err() {
                 tracing::error!("the event store shut down before the catcher: events still queued are not stored");
                 break;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DropTypes {
     exact: HashSet<String>,
     prefixes: Vec<String>,

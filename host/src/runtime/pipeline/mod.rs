@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use catcher::{QueueClosed, SourceQueue};
+pub use catcher::{QueueClosed, QueueMaker, SourceQueue};
 pub use counters::Counters;
 pub use drop_types::DropTypes;
 pub use ingress::{IngestError, IngestReport, Ingress};
@@ -56,6 +56,8 @@ pub struct Pipeline {
     /// What the store held when it was opened (source cursors to resume from).
     pub opened: Opened,
     pub sinks: Vec<(Arc<str>, Arc<SinkStats>)>,
+    /// Adds source queues while the pipeline runs (hot plug).
+    pub queue_maker: QueueMaker,
     catcher_stop: CancellationToken,
     catcher: JoinHandle<()>,
     dispatch: DispatchControl,
@@ -100,6 +102,7 @@ impl Pipeline {
             tracing::debug!(sink = %plan.name, kind = plan.kind.name(), cursor, "sink dispatcher starting");
             dispatchers.push(tokio::spawn(dispatcher.run(dispatch.clone())));
         }
+        let queue_maker = catcher.queue_maker();
         let catcher_stop = CancellationToken::new();
         let catcher = tokio::spawn(catcher.run(catcher_stop.clone()));
         Ok(Self {
@@ -109,6 +112,7 @@ impl Pipeline {
             queues,
             opened,
             sinks: stats,
+            queue_maker,
             catcher_stop,
             catcher,
             dispatch,

@@ -1,0 +1,389 @@
+//! Hot plug: the running host follows its plugins directory and config file.
+//!
+//! - [`watch`]: file changes (debounced until binaries are fully written) and
+//!   SIGHUP become reload requests;
+//! - [`discover`]: the plugins directory described again, only what changed;
+//! - [`diff`]: the running plan against the new one, instance by instance;
+//! - [`Reloader`]: loads, checks and applies a new plan through the narrow
+//!   [`Instances`] seam — only the instances the diff names are touched.
+//!
+//! A config that does not parse or does not check against the plugins is
+//! rejected as a whole (logged with file, line and column, and reported as
+//! `dev.plugboard.config.rejected`): the running set stays as it is.
+
+pub mod diff;
+pub mod discover;
+pub mod identity;
+pub mod running;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use diff::{InstanceKey, Kind, PlanDiff};
+pub use identity::{BinaryId, Identities};
+pub use watch::{ReloadRequest, Trigger, WatchOptions};
+
+use super::config::{Config, ConfigError};
+use super::host_events::HostEvents;
+use super::plan::{self, Plan};
+use super::registry::Registry;
+
+/// CloudEvent type of a reload that was applied.
+pub const RELOADED: &str = "dev.plugboard.config.reloaded";
+/// CloudEvent type of a reload that was refused.
+pub const REJECTED: &str = "dev.plugboard.config.rejected";
+
+/// Top-level config sections a reload applies; a change anywhere else takes
+/// effect at the next start (and is said so).
+const RELOADABLE: &[&str] =
+    &["sources", "executors", "plugins", "plugins_dir", "start_timeout", "kill_grace", "restart", "health", "reload"];
+
+/// What the reloader needs from the running host: the controls of single
+/// instances and the command path's table. Nothing else is touched.
+#[tonic::async_trait]
+pub trait Instances: Send + Sync {
+    /// Starts the instance `key` as `plan` describes it.
+    async fn start(&self, key: &InstanceKey, plan: &Arc<Plan>) -> Result<(), String>;
+    /// Stops the instance `key` (its process is shut down through its
+    /// controller) and forgets it.
+    async fn stop(&self, key: &InstanceKey);
+    /// Makes `plan`'s command table (prefixes, aliases) the one commands
+    /// resolve against, in one step.
+    fn swap_commands(&self, plan: &Arc<Plan>);
+}
+
+/// Where the config comes from, and the command-line override that matters to a reload.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The config file; `None` runs the embedded default (every executor
+    /// found in the plugins directory gets an instance).
+    pub config: Option<PathBuf>,
+    /// `--plugins-dir`, which wins over the config's `plugins_dir`.
+    pub plugins_dir: Option<PathBuf>,
+}
+
+impl Origin {
+    /// The origin name used in errors.
+    fn name(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| PathBuf::from("<embedded default>"))
+    }
+}
+
+/// What is running: the plan and what it was made from.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub plan: Arc<Plan>,
+    pub registry: Registry,
+    pub ids: Identities,
+    /// The config file as YAML (to tell which sections changed).
+    pub yaml: Option<serde_yaml::Value>,
+}
+
+/// What the files were when `run` loaded them: taken right after loading,
+/// so a change made while the host starts is noticed once it runs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub registry: Registry,
+    pub ids: Identities,
+    pub yaml: Option<serde_yaml::Value>,
+}
+
+impl Loaded {
+    pub fn take(registry: Registry, origin: &Origin) -> Self {
+        let ids = identity::snapshot(&registry.dir).unwrap_or_default();
+        let yaml = origin.config.as_deref().and_then(|p| read_yaml(p).ok());
+        Self { registry, ids, yaml }
+    }
+}
+
+impl Current {
+    pub fn new(plan: Arc<Plan>, loaded: Loaded) -> Self {
+        Self { plan, registry: loaded.registry, ids: loaded.ids, yaml: loaded.yaml }
+    }
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistryError),
+}
+
+/// Loads, checks and applies new plans.
+pub struct Reloader {
+    origin: Origin,
+    current: Current,
+    instances: Arc<dyn Instances>,
+    events: Option<HostEvents>,
+    /// Whether files are watched (only for the log).
+    watching: bool,
+}
+
+/// What a reload did (also the data of `config.reloaded`).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub diff: PlanDiff,
+    /// Instances whose plugin executable is gone: stopped, waiting for it.
+    pub missing: Vec<String>,
+    /// Changed sections that take effect at the next start.
+    pub needs_restart: Vec<String>,
+    /// Instances that could not be started.
+    pub failed: Vec<String>,
+}
+
+impl Reloader {
+    pub fn new(origin: Origin, current: Current, instances: Arc<dyn Instances>, events: Option<HostEvents>) -> Self {
+        Self { origin, current, instances, events, watching: true }
+    }
+
+    /// The running plan.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.current.plan
+    }
+
+    /// Whether the files changed since they were loaded (before anything watched them).
+    fn stale(&self) -> bool {
+        let ids = identity::snapshot(&self.current.registry.dir).unwrap_or_default();
+        let yaml = self.origin.config.as_deref().and_then(|p| read_yaml(p).ok());
+        ids != self.current.ids || yaml != self.current.yaml
+    }
+
+    /// Serves reload requests until `shutdown`.
+    pub async fn run(mut self, mut requests: tokio::sync::mpsc::Receiver<ReloadRequest>, shutdown: CancellationToken) {
+        if self.stale() {
+            let request = ReloadRequest { triggers: [Trigger::Startup].into() };
+            tokio::select! {
+                _ = self.reload(&request) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        tracing::info!(watch = self.watching, "hot plug ready: SIGHUP reloads");
+        loop {
+            let request = tokio::select! {
+                r = requests.recv() => match r { Some(r) => r, None => return },
+                _ = shutdown.cancelled() => return,
+            };
+            // A reload half-applied at shutdown is harmless: everything stops.
+            tokio::select! {
+                _ = self.reload(&request) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One reload: logged, reported as a host event, applied or refused.
+    pub async fn reload(&mut self, request: &ReloadRequest) -> Result<Applied, Rejected> {
+        let reason = request.reason();
+        let origin = self.origin.name();
+        match self.try_reload().await {
+            Ok(applied) => {
+                let diff = &applied.diff;
+                tracing::info!(config = %origin.display(), trigger = %reason, "config reloaded: {}", diff.summary());
+                for r in &diff.restarted {
+                    tracing::info!(instance = %r.key.name, kind = r.key.kind.as_str(), "restarted by reload: {}", r.reason);
+                }
+                if !applied.needs_restart.is_empty() {
+                    tracing::warn!(
+                        config = %origin.display(),
+                        "changes to {} take effect at the next start of plugboard",
+                        applied.needs_restart.join(", ")
+                    );
+                }
+                self.emit(RELOADED, reloaded_data(&origin, &reason, &applied)).await;
+                Ok(applied)
+            }
+            Err(e) => {
+                tracing::error!(
+                    config = %origin.display(),
+                    trigger = %reason,
+                    "config rejected, the running plugins are kept: {e}"
+                );
+                let data = json!({ "config": origin.display().to_string(), "trigger": reason, "error": e.to_string() });
+                self.emit(REJECTED, data).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn emit(&self, ty: &str, data: serde_json::Value) {
+        let Some(events) = &self.events else { return };
+        events.emit(super::commands::audit::json_event(ty, &data)).await;
+    }
+
+    async fn try_reload(&mut self) -> Result<Applied, Rejected> {
+        let (mut config, yaml) = match &self.origin.config {
+            Some(path) => (Config::load(path)?, read_yaml(path).ok()),
+            None => (Config::default(), None),
+        };
+        if let Some(dir) = &self.origin.plugins_dir {
+            config.plugins_dir = Some(dir.clone());
+        }
+        let dir = config.plugins_dir.clone().unwrap_or_else(|| self.current.registry.dir.clone());
+        let start = plan::start_options(&config);
+        let (registry, ids) = discover::rediscover(&self.current.registry, &self.current.ids, &dir, &start).await?;
+        let missing = if self.origin.config.is_some() {
+            set_aside_missing(&mut config, &registry, &self.current.plan)
+        } else {
+            config = plan::embedded_default(&registry);
+            Vec::new()
+        };
+        let new = Arc::new(plan::plan(&config, &registry, self.origin.name())?);
+        let needs_restart = changed_sections(self.current.yaml.as_ref(), yaml.as_ref());
+        let diff = diff::diff(&self.current.plan, &self.current.ids, &new, &ids);
+        let failed = self.apply(&diff, &new).await;
+        self.current = Current { plan: new, registry, ids, yaml };
+        Ok(Applied { diff, missing, needs_restart, failed })
+    }
+
+    /// Stops what goes or changes, starts what comes or changed, then swaps
+    /// the command table: commands never resolve to an instance that is
+    /// not there, except for the moment a restarted one starts again.
+    async fn apply(&self, diff: &PlanDiff, new: &Arc<Plan>) -> Vec<String> {
+        for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+            self.instances.stop(key).await;
+        }
+        let mut failed = Vec::new();
+        for key in diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+            if let Err(e) = self.instances.start(key, new).await {
+                tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
+                failed.push(key.name.clone());
+            }
+        }
+        if diff.table_changed || !diff.added.is_empty() || !diff.removed.is_empty() || !diff.restarted.is_empty() {
+            self.instances.swap_commands(new);
+        }
+        failed
+    }
+}
+
+/// An instance that runs now but whose plugin executable is gone from the
+/// plugins directory is stopped, not a reason to refuse the config: it is
+/// taken out of the plan (and comes back when its binary does). A new
+/// instance naming a missing plugin is still an error.
+fn set_aside_missing(config: &mut Config, registry: &Registry, running: &Plan) -> Vec<String> {
+    let mut missing = Vec::new();
+    let present = |plugin: &str| registry.find(plugin).is_some() || registry.broken(plugin).is_some();
+    config.sources.retain(|s| {
+        let keep = present(&s.plugin) || !running.sources.iter().any(|r| r.name == s.name);
+        if !keep {
+            tracing::warn!(source = %s.name, plugin = %s.plugin, dir = %registry.dir.display(), "the plugin executable is gone: instance stopped until it is back");
+            missing.push(s.name.clone());
+        }
+        keep
+    });
+    config.executors.retain(|e| {
+        let keep = present(&e.plugin) || running.executor(&e.name).is_none();
+        if !keep {
+            tracing::warn!(executor = %e.name, plugin = %e.plugin, dir = %registry.dir.display(), "the plugin executable is gone: instance stopped until it is back");
+            missing.push(e.name.clone());
+        }
+        keep
+    });
+    let running_files: Vec<&Path> = running
+        .sources
+        .iter()
+        .map(|s| s.path.as_path())
+        .chain(running.executors.iter().map(|e| e.path.as_path()))
+        .collect();
+    config.plugins.retain(|file, _| {
+        registry.entries.iter().any(|e| &e.file_name == file)
+            || !running_files.iter().any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
+    });
+    missing
+}
+
+fn read_yaml(path: &Path) -> Result<serde_yaml::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_yaml::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// Top-level sections outside [`RELOADABLE`] whose value changed.
+fn changed_sections(old: Option<&serde_yaml::Value>, new: Option<&serde_yaml::Value>) -> Vec<String> {
+    let keys = |v: Option<&serde_yaml::Value>| -> std::collections::BTreeMap<String, serde_yaml::Value> {
+        v.and_then(|v| v.as_mapping())
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone()))).collect())
+            .unwrap_or_default()
+    };
+    let (old, new) = (keys(old), keys(new));
+    let mut names: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
+    names.sort();
+    names.dedup();
+    names.retain(|k| !RELOADABLE.contains(&k.as_str()) && old.get(k) != new.get(k));
+    names
+}
+
+fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::Value {
+    let keys = |keys: &[InstanceKey]| -> Vec<serde_json::Value> {
+        keys.iter().map(|k| json!({ "instance": k.name, "kind": k.kind.as_str() })).collect()
+    };
+    let diff = &applied.diff;
+    json!({
+        "config": origin.display().to_string(),
+        "trigger": reason,
+        "added": keys(&diff.added),
+        "removed": keys(&diff.removed),
+        "restarted": diff.restarted.iter()
+            .map(|r| json!({ "instance": r.key.name, "kind": r.key.kind.as_str(), "reason": r.reason }))
+            .collect::<Vec<_>>(),
+        "unchanged": diff.unchanged.len(),
+        "missing_plugin": applied.missing,
+        "needs_restart": applied.needs_restart,
+        "failed": applied.failed,
+    })
+}
+
+/// Starts watching (per `reload.watch`) and serving reloads until `shutdown`.
+pub fn spawn(
+    reloader: Reloader,
+    options: WatchOptions,
+    hup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, watch::WatchError> {
+    let watching = options.watch_files;
+    let requests = watch::spawn(options, hup, shutdown.clone())?;
+    Ok(tokio::spawn(Reloader { watching, ..reloader }.run(requests, shutdown)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_instance_whose_binary_is_gone_is_set_aside_but_a_new_one_is_not() {
+        let full = diff::tests::registry();
+        let yaml = "executors: [{ name: e1, plugin: echo }, { name: e2, plugin: echo2 }]\n";
+        let running = plan::plan(&Config::parse(yaml).unwrap(), &full, "test.yaml".into()).unwrap();
+        let mut without_echo2 = full.clone();
+        without_echo2.entries.retain(|e| e.file_name != "plugboard-echo2");
+
+        let mut config = Config::parse(yaml).unwrap();
+        assert_eq!(set_aside_missing(&mut config, &without_echo2, &running), ["e2"]);
+        assert_eq!(config.executors.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["e1"]);
+        assert!(plan::plan(&config, &without_echo2, "test.yaml".into()).is_ok());
+
+        // A new instance naming a missing plugin stays, and the plan says what is wrong.
+        let mut config =
+            Config::parse("executors: [{ name: e1, plugin: echo }, { name: e3, plugin: nosuch }]\n").unwrap();
+        assert!(set_aside_missing(&mut config, &without_echo2, &running).is_empty());
+        let err = plan::plan(&config, &without_echo2, "test.yaml".into()).unwrap_err().to_string();
+        assert!(err.contains("executors[1] \"e3\": unknown plugin \"nosuch\""), "{err}");
+    }
+
+    #[test]
+    fn only_sections_a_reload_cannot_apply_are_reported() {
+        let old: serde_yaml::Value =
+            serde_yaml::from_str("sources: []\nhttp: { listen: '127.0.0.1:1' }\nsinks: [{name: a}]\n").unwrap();
+        let new: serde_yaml::Value = serde_yaml::from_str(
+            "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n",
+        )
+        .unwrap();
+        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http", "routes"]);
+        assert!(changed_sections(Some(&old), Some(&old)).is_empty());
+    }
+}

@@ -1,0 +1,82 @@
+//! The [`Instances`] seam over `run`'s host: the [`Supervisor`]'s
+//! per-instance controls, the executor pool's table, and the pipeline's
+//! queue maker for sources that did not exist at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{InstanceKey, Instances, Kind};
+use crate::runtime::executors::ExecutorPool;
+use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE};
+use crate::runtime::plan::Plan;
+use crate::runtime::sources::{self, ClientSlot, CursorCell, SourceWorkload};
+use crate::runtime::supervisor::{self, Supervisor};
+
+/// `run`'s host as the reloader sees it.
+pub struct HostInstances {
+    pub supervisor: Supervisor,
+    pub executors: Arc<ExecutorPool>,
+    pub queues: QueueMaker,
+    /// The stop tokens of the source and executor groups (shutdown order).
+    pub source_group: CancellationToken,
+    pub executor_group: CancellationToken,
+    /// Per source instance: its HTTP forwarding slot (`/v1/sources/{name}`
+    /// is fixed at start: a source added later gets a slot nothing reads)
+    /// and where it left its cursor (a restarted instance resumes there).
+    pub sources: Mutex<HashMap<String, (ClientSlot, CursorCell)>>,
+    /// Source cursors in the store when it was opened.
+    pub stored_cursors: HashMap<String, String>,
+}
+
+#[tonic::async_trait]
+impl Instances for HostInstances {
+    async fn start(&self, key: &InstanceKey, plan: &Arc<Plan>) -> Result<(), String> {
+        match key.kind {
+            Kind::Source => {
+                let source = plan.sources.iter().find(|s| s.name == key.name).ok_or("not in the new plan")?;
+                let queue = self
+                    .queues
+                    .queue(Arc::from(source.name.as_str()), SOURCE_QUEUE, source.drop_types.clone())
+                    .ok_or("the event pipeline has shut down")?;
+                let (slot, cursor) = {
+                    let known = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+                    match known.get(&key.name) {
+                        Some((slot, cell)) => {
+                            (Arc::clone(slot), cell.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                        }
+                        None => (ClientSlot::default(), self.stored_cursors.get(&key.name).cloned()),
+                    }
+                };
+                let cell = CursorCell::new(Mutex::new(cursor.clone()));
+                let workload = SourceWorkload::new(source.clone(), cursor, queue, Arc::clone(&slot))
+                    .with_cursor_cell(Arc::clone(&cell));
+                self.supervisor
+                    .spawn(sources::spec(source, &plan.start), Box::new(workload), &self.source_group)
+                    .map_err(|e| e.to_string())?;
+                self.sources.lock().unwrap_or_else(|e| e.into_inner()).insert(key.name.clone(), (slot, cell));
+            }
+            Kind::Executor => {
+                let executor = plan.executor(&key.name).ok_or("not in the new plan")?;
+                self.executors.add(executor.clone(), &self.supervisor, &self.executor_group);
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, key: &InstanceKey) {
+        match key.kind {
+            Kind::Source => {
+                if let Err(e) = self.supervisor.remove(supervisor::Kind::Source, &key.name).await {
+                    tracing::debug!(source = %key.name, "nothing to stop: {e}");
+                }
+            }
+            Kind::Executor => self.executors.remove(&key.name, &self.supervisor).await,
+        }
+    }
+
+    fn swap_commands(&self, plan: &Arc<Plan>) {
+        self.executors.set_table(plan.table.clone());
+    }
+}

@@ -1,0 +1,364 @@
+//! Hot plug: a running `plugboard run` follows its plugins directory and its
+//! config file (and SIGHUP), touching only the instances a change concerns.
+//!
+//! Plugins are real copies of the contrib binaries (not symlinks), so that
+//! replacing and removing them is what an operator does.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use plugboard_tests::chatops::post_command;
+use plugboard_tests::{
+    DEADLINE, Lines, Running, TestDir, bin, http_addr, log_events, plugboard, process_alive, wait_for, wait_gone,
+};
+use serde_json::{Value, json};
+
+/// Copies a contrib plugin into the plugins dir under `file_name`.
+fn install(dir: &TestDir, plugin: &str, file_name: &str) -> PathBuf {
+    let target = dir.plugins().join(file_name);
+    std::fs::copy(bin(&format!("plugboard-{plugin}")), &target).expect("copy plugin");
+    target
+}
+
+/// Replaces a plugin binary the safe way: a staged hidden copy renamed over it.
+fn replace(dir: &TestDir, plugin: &str, file_name: &str) {
+    let staged = dir.plugins().join(format!(".{file_name}.new"));
+    std::fs::copy(bin(&format!("plugboard-{plugin}")), &staged).expect("stage plugin");
+    std::fs::rename(&staged, dir.plugins().join(file_name)).expect("rename plugin");
+}
+
+/// Rewrites the config the way editors do: a new file renamed over the old one.
+fn rewrite_config(dir: &TestDir, yaml: &str) {
+    let staged = dir.path().join(".plugboard.yaml.new");
+    std::fs::write(&staged, format!("plugins_dir: plugins\nstate_dir: state\n{yaml}")).unwrap();
+    std::fs::rename(&staged, dir.path().join("plugboard.yaml")).unwrap();
+}
+
+struct Host {
+    run: Running,
+    addr: String,
+}
+
+impl Host {
+    fn with_config(dir: &TestDir, yaml: &str) -> Self {
+        let config = dir.write_config(yaml);
+        let mut cmd = plugboard();
+        cmd.args(["--log-format", "json", "run", "--config"]).arg(&config);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(cmd: Command) -> Self {
+        let run = Running::spawn(cmd);
+        let addr = http_addr(&run.stderr);
+        // Changes made from here on are seen as changes (earlier ones too, but as "changed while starting").
+        run.stderr.wait_for("hot plug ready");
+        Self { run, addr }
+    }
+
+    fn command(&self, command: &str) -> (u16, Value) {
+        post_command(&format!("http://{}/v1/commands", self.addr), json!({ "command": command, "user": "ops" }), None)
+    }
+
+    /// Waits until `command` answers with exit code 0; returns its output.
+    fn wait_answers(&self, command: &str) -> String {
+        let mut last = Value::Null;
+        wait_for(&format!("{command:?} to answer"), DEADLINE, || {
+            let (status, reply) = self.command(command);
+            last = reply;
+            status == 200 && last["exit_code"] == 0
+        });
+        last["output"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The pids an instance logged on start ("executor started" / "source started"), waiting for `n`.
+    fn pids(&self, kind: &str, instance: &str, n: usize) -> Vec<u32> {
+        let pids = |lines: &[String]| started_pids(lines, kind, instance);
+        let lines =
+            self.run.stderr.wait_until(&format!("{n} starts of {kind} {instance}"), DEADLINE, |l| pids(l).len() >= n);
+        pids(&lines)
+    }
+
+    /// The pid of an instance that started exactly once so far.
+    fn only_pid(&self, kind: &str, instance: &str) -> u32 {
+        let pids = self.pids(kind, instance, 1);
+        assert_eq!(pids.len(), 1, "{kind} {instance} started more than once: {pids:?}\n{}", self.run.stderr.text());
+        assert!(process_alive(pids[0]), "{kind} {instance} (pid {}) is not running", pids[0]);
+        pids[0]
+    }
+
+    /// Host events of `ty` printed by the stdout sink, waiting for `n`.
+    fn host_events(&self, ty: &str, n: usize) -> Vec<Value> {
+        let lines = self.run.stdout.wait_until(&format!("{n} {ty} events"), DEADLINE, |l| events_of(l, ty).len() >= n);
+        events_of(&lines, ty)
+    }
+
+    /// Waits for a log line whose message contains `needle`; returns it parsed.
+    fn wait_log(&self, needle: &str) -> Value {
+        let find = |lines: &[String]| {
+            lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["fields"]["message"].as_str().is_some_and(|m| m.contains(needle)))
+        };
+        let lines = self.run.stderr.wait_until(&format!("a log line with {needle:?}"), DEADLINE, |l| find(l).is_some());
+        find(&lines).unwrap_or_default()
+    }
+}
+
+fn started_pids(lines: &[String], kind: &str, instance: &str) -> Vec<u32> {
+    log_events(lines, &format!("{kind} started"))
+        .into_iter()
+        .filter(|f| f[kind] == instance)
+        .filter_map(|f| f["pid"].as_u64().map(|p| p as u32))
+        .collect()
+}
+
+fn events_of(lines: &[String], ty: &str) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == ty)
+        .map(|mut v| {
+            // JSON data may arrive as an object or as text.
+            if let Some(text) = v["data"].as_str().map(str::to_owned) {
+                v["data"] = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            }
+            v
+        })
+        .collect()
+}
+
+fn count_started(lines: &Lines, kind: &str, instance: &str) -> usize {
+    started_pids(&lines.snapshot(), kind, instance).len()
+}
+
+const BASE: &str = "
+sources:
+  - { name: ticks, plugin: tick, config: { interval: 200ms } }
+executors:
+  - { name: echo, plugin: echo }
+  - { name: faulty, plugin: faulty }
+";
+
+fn base_dir() -> TestDir {
+    let dir = TestDir::new();
+    install(&dir, "tick", "plugboard-tick");
+    install(&dir, "echo", "plugboard-echo");
+    install(&dir, "faulty", "plugboard-faulty");
+    dir
+}
+
+/// Without a config every executor in the plugins directory gets an
+/// instance (the embedded default): a binary dropped in answers at once.
+#[test]
+fn a_new_executor_binary_answers_at_once_and_nothing_else_restarts() {
+    let dir = TestDir::new();
+    install(&dir, "tick", "plugboard-tick");
+    install(&dir, "echo", "plugboard-echo");
+    let mut cmd = plugboard();
+    cmd.args(["--log-format", "json", "--plugins-dir"])
+        .arg(dir.plugins())
+        .arg("--state-dir")
+        .arg(dir.state())
+        .arg("run");
+    let host = Host::spawn(cmd);
+    let echo = host.only_pid("executor", "echo");
+    let tick = host.only_pid("source", "tick");
+    let (_, reply) = host.command("faulty ok");
+    assert_eq!(reply["status"], "unknown", "{reply}");
+
+    // Copied straight to its final name: the host waits for the copy to finish.
+    let dropped = std::time::Instant::now();
+    install(&dir, "faulty", "plugboard-hotplugged");
+    assert_eq!(host.wait_answers("faulty ok"), "ok\n");
+    // A figure, not an assertion: debounce + settle + describe + start.
+    eprintln!("hot plug: a dropped executor answered {:?} after the copy began", dropped.elapsed());
+    host.only_pid("executor", "faulty");
+    assert_eq!(host.only_pid("executor", "echo"), echo, "echo was restarted");
+    assert_eq!(host.only_pid("source", "tick"), tick, "tick was restarted");
+    assert_eq!(host.wait_answers("echo still here"), "still here\n");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(reloaded[0]["data"]["added"], json!([{ "instance": "faulty", "kind": "executor" }]), "{reloaded:?}");
+    assert_eq!(reloaded[0]["data"]["trigger"], "plugins directory changed");
+}
+
+#[test]
+fn replacing_a_binary_restarts_only_its_instances() {
+    let dir = base_dir();
+    let host = Host::with_config(&dir, BASE);
+    let echo = host.only_pid("executor", "echo");
+    let faulty = host.only_pid("executor", "faulty");
+    let ticks = host.only_pid("source", "ticks");
+
+    let replaced = std::time::Instant::now();
+    replace(&dir, "echo", "plugboard-echo");
+    let pids = host.pids("executor", "echo", 2);
+    eprintln!("hot plug: the replaced executor ran again {:?} after the rename", replaced.elapsed());
+    assert_ne!(pids[1], echo);
+    assert!(wait_gone(&[echo], DEADLINE).is_empty(), "the old echo process (pid {echo}) still runs");
+    assert!(process_alive(pids[1]));
+    assert_eq!(host.wait_answers("echo replaced"), "replaced\n");
+    assert_eq!(host.only_pid("executor", "faulty"), faulty, "faulty was restarted");
+    assert_eq!(host.only_pid("source", "ticks"), ticks, "ticks was restarted");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    let restarted = &reloaded[0]["data"]["restarted"];
+    assert_eq!(restarted.as_array().map(Vec::len), Some(1), "{reloaded:?}");
+    assert_eq!(restarted[0]["instance"], "echo");
+    assert!(restarted[0]["reason"].as_str().unwrap().contains("was replaced"), "{restarted}");
+}
+
+#[test]
+fn removing_a_binary_stops_its_instances_until_it_is_back() {
+    let dir = base_dir();
+    let host = Host::with_config(&dir, BASE);
+    let echo = host.only_pid("executor", "echo");
+    let faulty = host.only_pid("executor", "faulty");
+    let ticks = host.only_pid("source", "ticks");
+    assert_eq!(host.wait_answers("faulty ok"), "ok\n");
+
+    std::fs::remove_file(dir.plugins().join("plugboard-faulty")).unwrap();
+    assert!(wait_gone(&[faulty], DEADLINE).is_empty(), "faulty (pid {faulty}) still runs after its binary was removed");
+    wait_for("faulty commands to be refused", DEADLINE, || host.command("faulty ok").1["status"] == "unknown");
+    let (_, reply) = host.command("faulty ok");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("unknown command \"faulty ok\""), "{reply}");
+    let log = host.wait_log("the plugin executable is gone");
+    assert_eq!(log["fields"]["executor"], "faulty", "{log}");
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    assert_eq!(host.only_pid("source", "ticks"), ticks);
+    assert_eq!(host.wait_answers("echo hi"), "hi\n");
+
+    // The config still names it: the instance comes back with its binary.
+    install(&dir, "faulty", "plugboard-faulty");
+    assert_eq!(host.wait_answers("faulty ok"), "ok\n");
+    assert_eq!(host.pids("executor", "faulty", 2).len(), 2);
+    assert_eq!(count_started(&host.run.stderr, "executor", "echo"), 1);
+}
+
+#[test]
+fn adding_a_source_to_the_config_starts_only_it() {
+    let dir = base_dir();
+    let host = Host::with_config(&dir, BASE);
+    let echo = host.only_pid("executor", "echo");
+    let faulty = host.only_pid("executor", "faulty");
+    let ticks = host.only_pid("source", "ticks");
+
+    rewrite_config(
+        &dir,
+        &format!("{BASE}  - {{ name: say, plugin: echo, prefixes: [say] }}\n")
+            .replace("sources:\n", "sources:\n  - { name: more, plugin: tick, config: { interval: 100ms } }\n"),
+    );
+    let more = host.only_pid("source", "more");
+    host.run.stdout.wait_until("events of the new source", DEADLINE, |l| {
+        l.iter().any(|x| x.contains("\"source\":\"/plugboard/tick/more\""))
+    });
+    assert_eq!(host.wait_answers("say hello"), "hello\n");
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    assert_eq!(host.only_pid("executor", "faulty"), faulty);
+    assert_eq!(host.only_pid("source", "ticks"), ticks);
+    assert!(process_alive(more));
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(
+        reloaded[0]["data"]["added"],
+        json!([{ "instance": "more", "kind": "source" }, { "instance": "say", "kind": "executor" }]),
+        "{reloaded:?}"
+    );
+    assert_eq!(reloaded[0]["data"]["trigger"], "config file changed");
+
+    // Removing it again stops only it.
+    rewrite_config(&dir, BASE);
+    assert!(wait_gone(&[more], DEADLINE).is_empty(), "the removed source (pid {more}) still runs");
+    wait_for("say to be unknown", DEADLINE, || host.command("say x").1["status"] == "unknown");
+    assert_eq!(host.only_pid("source", "ticks"), ticks);
+}
+
+#[test]
+fn a_broken_config_is_rejected_and_everything_keeps_running() {
+    let dir = base_dir();
+    let host = Host::with_config(&dir, BASE);
+    let echo = host.only_pid("executor", "echo");
+    let ticks = host.only_pid("source", "ticks");
+    let config = dir.path().join("plugboard.yaml");
+
+    // A YAML error: rejected with file, line and column.
+    rewrite_config(&dir, &format!("{BASE}  - {{ name: say, plugin: echo, prefixes: [say]\n"));
+    let log = host.wait_log("config rejected");
+    assert_eq!(log["level"], "ERROR", "{log}");
+    let message = log["fields"]["message"].as_str().unwrap();
+    assert!(message.contains(&config.display().to_string()), "{message}");
+    assert!(message.contains(": line ") && message.contains(" column "), "{message}");
+    let rejected = host.host_events("dev.plugboard.config.rejected", 1);
+    let error = rejected[0]["data"]["error"].as_str().unwrap();
+    assert!(error.contains(": line ") && error.contains(" column "), "{rejected:?}");
+
+    // A config that parses but does not check against the plugins.
+    rewrite_config(&dir, &format!("{BASE}  - {{ name: say, plugin: nosuch, prefixes: [say] }}\n"));
+    let rejected = host.host_events("dev.plugboard.config.rejected", 2);
+    let error = rejected[1]["data"]["error"].as_str().unwrap();
+    assert!(error.contains("executors[2] \"say\": unknown plugin \"nosuch\""), "{error}");
+    assert!(error.contains(&config.display().to_string()), "{error}");
+
+    // Everything kept running, untouched.
+    assert_eq!(host.wait_answers("echo alive"), "alive\n");
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    assert_eq!(host.only_pid("source", "ticks"), ticks);
+    assert!(log_events(&host.run.stderr.snapshot(), "config reloaded").is_empty());
+
+    // Fixed, it applies.
+    rewrite_config(&dir, &format!("{BASE}  - {{ name: say, plugin: echo, prefixes: [say] }}\n"));
+    assert_eq!(host.wait_answers("say fixed"), "fixed\n");
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+}
+
+#[test]
+fn sighup_reloads_when_watching_is_off() {
+    let dir = base_dir();
+    let yaml = format!("reload: {{ watch: false }}\n{BASE}");
+    let host = Host::with_config(&dir, &yaml);
+    let echo = host.only_pid("executor", "echo");
+    let ticks = host.only_pid("source", "ticks");
+
+    rewrite_config(&dir, &format!("{yaml}  - {{ name: say, plugin: echo, prefixes: [say] }}\n"));
+    host.run.signal(nix::sys::signal::Signal::SIGHUP);
+    assert_eq!(host.wait_answers("say after hup"), "after hup\n");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(reloaded.len(), 1, "watching is off: only SIGHUP reloads: {reloaded:?}");
+    assert_eq!(reloaded[0]["data"]["trigger"], "SIGHUP");
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    assert_eq!(host.only_pid("source", "ticks"), ticks);
+}
+
+/// A source restarted by a reload resumes from its cursor: every event once,
+/// none produced twice (the store would hide duplicates from sinks, its
+/// counters do not).
+#[test]
+fn a_restarted_source_resumes_from_its_cursor() {
+    let dir = TestDir::new();
+    install(&dir, "range", "plugboard-range");
+    install(&dir, "echo", "plugboard-echo");
+    let host = Host::with_config(
+        &dir,
+        "sources: [{ name: nums, plugin: range, config: { limit: 200, interval: 50ms } }]\nexecutors: [{ name: echo, plugin: echo }]\n",
+    );
+    let nums = |lines: &[String]| -> Vec<u64> {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["type"] == "dev.plugboard.range")
+            .filter_map(|v| v["data"]["index"].as_u64())
+            .collect()
+    };
+    host.run.stdout.wait_until("10 range events", DEADLINE, |l| nums(l).len() >= 10);
+    let first = host.only_pid("source", "nums");
+
+    replace(&dir, "range", "plugboard-range");
+    let pids = host.pids("source", "nums", 2);
+    assert_ne!(pids[1], first);
+    let lines = host.run.stdout.wait_until("all 200 range events", DEADLINE, |l| nums(l).len() >= 200);
+    let mut seen = nums(&lines);
+    seen.sort_unstable();
+    assert_eq!(seen, (0..200).collect::<Vec<u64>>());
+    let stats = plugboard_tests::stats(&host.addr);
+    assert_eq!(stats["sources"]["nums"]["duplicates"], 0, "the restarted source started over: {stats}");
+    assert_eq!(stats["sources"]["nums"]["received"], 200, "{stats}");
+}
