@@ -335,7 +335,7 @@ executors:
     let stderr = run.stderr.text();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(wait_gone(&pids, DEADLINE), Vec::<u32>::new(), "plugin processes outlived the host");
-    assert!(stderr.contains("plugin failed to exit gracefully; killing it"), "{stderr}");
+    run.stderr.wait_for("plugin failed to exit gracefully; killing it");
 
     // Everything the source sent before it was stopped is stored, in order.
     let stored = stored_of(&config, "counter");
@@ -364,9 +364,9 @@ fn a_host_that_cannot_listen_exits_non_zero_and_leaves_no_plugin() {
     cmd.env("PLUGBOARD_LISTEN", taken.local_addr().unwrap().to_string()).args(["run", "--config"]).arg(&config);
     let mut run = Running::spawn(cmd);
     let status = run.wait_exit(DEADLINE);
-    let stderr = run.stderr.text();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("cannot listen on {}", taken.local_addr().unwrap())), "{stderr}");
+    // The reader thread may still be collecting the last lines.
+    run.stderr.wait_for(&format!("cannot listen on {}", taken.local_addr().unwrap()));
+    assert_eq!(status.code(), Some(1), "{}", run.stderr.text());
     let left =
         processes_named("plugboard-tick").into_iter().filter(|(_, args)| args.contains(dir.path().to_str().unwrap()));
     assert_eq!(left.count(), 0);
