@@ -1,122 +1,512 @@
-//! Fault injection with the `faulty` plugin: whatever one plugin does, the
-//! host stays up, the other plugins carry on, and no event is lost.
+//! Fault injection with the `faulty` plugin, one test per fault. For each:
+//! the host stays up and keeps serving the witnesses (a `tick` source's
+//! events and an `echo` executor's commands); the faulty instance is
+//! restarted (a new pid; the old one gone, not a zombie) or handled per
+//! policy; no event of it is lost; no zombie and no orphan remains, during
+//! the run and after the host stops.
 
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use plugboard_tests::chatops::{Host, start_host};
+use plugboard_tests::lifecycle::{self, contiguous, failures, json_events, started_pids};
+use plugboard_tests::procs::{self, assert_no_zombie_or_orphan};
 use plugboard_tests::*;
+use serde_json::{Value, json};
 
-/// Indexes of the events from one faulty source instance.
-fn indexes(lines: &[String], instance: &str) -> Vec<u64> {
-    let suffix = format!("/faulty/{instance}");
-    parse_events(lines)
-        .iter()
-        .filter(|e| e.source.ends_with(&suffix) && e.r#type == "dev.plugboard.faulty.event")
-        .map(event_index)
-        .collect()
-}
+const FAULTY_EVENT: &str = "dev.plugboard.faulty.event";
 
-fn contiguous(v: &[u64]) -> bool {
-    v.iter().enumerate().all(|(i, x)| *x == i as u64)
-}
-
-#[test]
-fn crashing_sources_are_restarted_and_lose_no_event() {
+/// A plugins dir with the witnesses (`tick`, `echo`) and `faulty`.
+fn plugins() -> TestDir {
     let dir = TestDir::new();
-    dir.add_plugin("faulty").add_plugin("tick");
-    let config = dir.write_config(
-        r#"restart: { initial_backoff: 20ms }
-sources:
-  - { name: panics, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: panic, once: true } }
-  - { name: segfaults, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: segv, once: true } }
-  - { name: exits, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: exit, arg: "3", once: true } }
-  - { name: steady, plugin: tick, config: { interval: 20ms } }
-"#,
+    dir.add_plugin("tick").add_plugin("echo").add_plugin("faulty");
+    dir
+}
+
+/// Adds `plugboard-<name>`: `faulty` with `FAULTY_STARTUP=<fault>` on the
+/// launches numbered `faulty_launches` (launch 1 is discovery's Describe),
+/// itself otherwise. A script rather than the host's environment, so only
+/// this executable misbehaves. Returns the file where each launch appends
+/// its pid (the script `exec`s, so it is the plugin's pid).
+fn startup_fault(dir: &TestDir, name: &str, fault: &str, faulty_launches: RangeInclusive<u32>) -> PathBuf {
+    let launches = dir.path().join(format!("{name}.launches"));
+    let body = format!(
+        "echo $$ >> '{log}'\nn=$(wc -l < '{log}')\n\
+         if [ \"$n\" -ge {from} ] && [ \"$n\" -le {to} ]; then export FAULTY_STARTUP={fault}; fi\n\
+         exec '{faulty}' \"$@\"",
+        log = launches.display(),
+        from = faulty_launches.start(),
+        to = faulty_launches.end(),
+        faulty = bin("plugboard-faulty").display(),
     );
-    let mut cmd = plugboard();
-    cmd.args(["run", "--config"]).arg(&config);
-    let mut run = Running::spawn(cmd);
-    run.stdout.wait_until("20 events from each faulty source after its crash", DEADLINE, |l| {
-        ["panics", "segfaults", "exits"].iter().all(|i| indexes(l, i).len() >= 20)
-    });
-    let lines = run.stdout.snapshot();
-    for instance in ["panics", "segfaults", "exits"] {
-        let got = indexes(&lines, instance);
-        assert!(contiguous(&got), "{instance}: events lost or repeated across the restart: {got:?}");
+    dir.add_script(&format!("plugboard-{name}"), &body);
+    launches
+}
+
+/// Pids a [`startup_fault`] script recorded.
+fn launched_pids(launches: &Path) -> Vec<u32> {
+    std::fs::read_to_string(launches).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// The config of a fault test: fast restarts, a short kill grace, the
+/// witnesses and the test's own instances.
+fn config(top: &str, sources: &str, executors: &str) -> String {
+    format!(
+        "restart: {{ initial_backoff: 20ms, max_backoff: 500ms }}\nkill_grace: 500ms\n{top}\
+         sources:\n  - {{ name: steady, plugin: tick, config: {{ interval: 20ms }} }}\n{sources}\
+         executors:\n  - {{ name: echo, plugin: echo }}\n{executors}"
+    )
+}
+
+/// A host running a fault test's config.
+struct Faults {
+    // Kept for the life of the host: its plugins and state live there.
+    dir: TestDir,
+    host: Host,
+}
+
+impl Faults {
+    fn start(dir: TestDir, top: &str, sources: &str, executors: &str) -> Self {
+        let host = start_host(&dir, &config(top, sources, executors));
+        Self { dir, host }
     }
-    let stderr = run.stderr.text();
-    assert!(stderr.contains("source panicked: faulty: injected panic"), "{stderr}");
-    assert!(stderr.contains("killed by signal 11 (SIGSEGV)"), "{stderr}");
-    assert!(stderr.contains("exited (exit status 3)"), "{stderr}");
-    assert!(run.is_running());
-    let ticks = parse_events(&lines).iter().filter(|e| e.r#type == "dev.plugboard.tick").count();
-    assert!(ticks > 0, "the healthy source kept streaming");
+
+    fn pid(&self) -> u32 {
+        self.host.run.pid()
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.host.run.stderr.snapshot()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        json_events(&self.host.run.stdout.snapshot())
+    }
+
+    /// Waits until instance `name` of `kind` was started `n` times; its pids.
+    fn started(&self, kind: &str, name: &str, n: usize) -> Vec<u32> {
+        let lines = self
+            .host
+            .run
+            .stderr
+            .wait_until(&format!("{n} starts of {kind} {name}"), DEADLINE, |l| started_pids(l, kind, name).len() >= n);
+        started_pids(&lines, kind, name)
+    }
+
+    /// Waits for at least `n` events of the faulty source `name`; their indexes.
+    fn faulty_indexes(&self, name: &str, n: usize, deadline: Duration) -> Vec<u64> {
+        let lines = self.host.run.stdout.wait_until(&format!("{n} events from {name}"), deadline, |l| {
+            lifecycle::indexes(&json_events(l), FAULTY_EVENT, name).len() >= n
+        });
+        lifecycle::indexes(&json_events(&lines), FAULTY_EVENT, name)
+    }
+
+    /// Waits for a host log line about `kind` `name` failing that contains `needle`.
+    fn failure(&self, kind: &str, name: &str, needle: &str) -> String {
+        let lines = self.host.run.stderr.wait_until(&format!("{kind} {name} failing with {needle:?}"), DEADLINE, |l| {
+            failures(l, kind, name).iter().any(|m| m.contains(needle))
+        });
+        failures(&lines, kind, name).into_iter().find(|m| m.contains(needle)).unwrap_or_default()
+    }
+
+    fn command(&self, command: &str) -> (u16, Value) {
+        self.host.command(json!({ "command": command }))
+    }
+
+    /// The witnesses are served: new `tick` events arrive and `echo` answers.
+    fn assert_serving(&mut self, tag: &str) {
+        assert!(self.host.run.is_running(), "the host died; stderr:\n{}", self.host.run.stderr.text());
+        let ticks = |l: &[String]| json_events(l).iter().filter(|e| e["type"] == "dev.plugboard.tick").count();
+        let before = ticks(&self.host.run.stdout.snapshot());
+        self.host.run.stdout.wait_until("3 more events from the steady source", DEADLINE, |l| ticks(l) >= before + 3);
+        let (status, reply) = self.command(&format!("echo {tag}"));
+        assert_eq!((status, reply["output"].as_str()), (200, Some(format!("{tag}\n").as_str())), "{reply}");
+    }
+
+    /// `new` replaced `old`: it runs, and nothing of `old` is left.
+    fn assert_replaced(&self, old: u32, new: u32) {
+        assert_ne!(old, new, "the instance was not restarted");
+        assert!(process_alive(new), "the restarted process {new} is not running");
+        assert_no_zombie_or_orphan(self.pid(), &[old]);
+    }
+
+    /// The host's live children are exactly the last started process of
+    /// each of `instances` (`(kind, name)`): nothing leaked beside them.
+    fn assert_children_are(&self, instances: &[(&str, &str)]) {
+        let expected = |lines: &[String]| -> BTreeSet<u32> {
+            instances.iter().filter_map(|(kind, name)| started_pids(lines, kind, name).last().copied()).collect()
+        };
+        let mut last = (BTreeSet::new(), BTreeSet::new());
+        let settled = (0..100).any(|_| {
+            let want = expected(&self.logs());
+            let have: BTreeSet<u32> = procs::live_children(self.pid()).into_iter().collect();
+            let same = want == have;
+            last = (want, have);
+            if !same {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            same
+        });
+        assert!(settled, "host children {:?}, expected the instances' processes {:?}", last.1, last.0);
+    }
+
+    /// Stops the host with SIGTERM: a clean exit, and no process of `pids`
+    /// nor of any instance it started is left.
+    fn stop(mut self, pids: &[u32]) -> String {
+        let host = self.pid();
+        let mut all: Vec<u32> = pids.to_vec();
+        for f in log_events(&self.logs(), "source started").into_iter().chain(log_events(&self.logs(), "executor started")) {
+            all.extend(f["pid"].as_u64().map(|p| p as u32));
+        }
+        self.host.run.signal(Signal::SIGTERM);
+        let status = self.host.run.wait_exit(DEADLINE);
+        let stderr = self.host.run.stderr.text();
+        assert_eq!(status.code(), Some(0), "host exit {status:?}; stderr:\n{stderr}");
+        assert_no_zombie_or_orphan(host, &all);
+        stderr
+    }
 }
 
 #[test]
-fn floods_on_stderr_and_stdout_neither_block_nor_bloat_the_host() {
-    let dir = TestDir::new();
-    dir.add_plugin("faulty").add_plugin("tick");
-    let config = dir.write_config(
-        r#"sources:
-  - { name: loud, plugin: faulty, config: { interval: 1ms, fault_at: 2, fault: flood-stderr, arg: 100M } }
-  - { name: chatty, plugin: faulty, config: { interval: 1ms, fault_at: 2, fault: flood-stdout, arg: 100M } }
-  - { name: steady, plugin: tick, config: { interval: 20ms } }
-"#,
+fn a_panic_on_the_nth_event_restarts_the_source_and_fails_only_that_command() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: panics, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: panic, once: true } }\n",
+        "  - { name: crashy, plugin: faulty }\n",
     );
-    let mut cmd = plugboard();
-    cmd.args(["run", "--config"]).arg(&config);
-    let mut run = Running::spawn(cmd);
-    // Events after the flood prove each plugin's pipe was drained.
-    run.stdout.wait_until("both flooding sources past their flood", Duration::from_secs(120), |l| {
-        indexes(l, "loud").len() >= 20 && indexes(l, "chatty").len() >= 20
+    let pids = f.started("source", "panics", 2);
+    let failure = f.failure("source", "panics", "source panicked: faulty: injected panic");
+    assert!(failure.contains("restarting in"), "{failure}");
+    f.assert_replaced(pids[0], pids[1]);
+    let got = f.faulty_indexes("panics", 20, DEADLINE);
+    assert!(contiguous(&got), "events lost or repeated across the restart: {got:?}");
+
+    // A panic inside Execute fails that command; the process serves on.
+    let executor = f.started("executor", "crashy", 1)[0];
+    let (status, reply) = f.command("faulty panic");
+    assert_eq!(reply["status"], "error", "{status} {reply}");
+    assert!(reply["error"].as_str().unwrap().contains("executor panicked: faulty: injected panic"), "{reply}");
+    let (status, reply) = f.command("faulty ok");
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
+    assert_eq!(f.started("executor", "crashy", 1), [executor], "a panic in a command is no reason to restart");
+
+    f.assert_serving("after-panics");
+    f.assert_children_are(&[("source", "steady"), ("source", "panics"), ("executor", "echo"), ("executor", "crashy")]);
+    f.stop(&[]);
+}
+
+/// A command that kills its executor is answered with the exit, and the
+/// executor is back (a new process) for the next one.
+fn assert_command_crash_restarts(f: &Faults, command: &str, exit_text: &str) {
+    let old = f.started("executor", "crashy", 1)[0];
+    let (status, reply) = f.command(command);
+    assert_eq!((status, reply["status"].as_str()), (503, Some("unavailable")), "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.contains(&format!("plugin process {old} exited ({exit_text}) during the command")), "{error}");
+    let new = f.started("executor", "crashy", 2)[1];
+    f.assert_replaced(old, new);
+    let (status, reply) = f.command("faulty ok");
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
+}
+
+#[test]
+fn a_segfault_restarts_the_source_from_its_cursor_and_answers_the_command() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: segfaults, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: segv, once: true } }\n",
+        "  - { name: crashy, plugin: faulty }\n",
+    );
+    let pids = f.started("source", "segfaults", 2);
+    f.failure("source", "segfaults", &format!("plugin process {} exited (killed by signal 11 (SIGSEGV))", pids[0]));
+    f.assert_replaced(pids[0], pids[1]);
+    let got = f.faulty_indexes("segfaults", 20, DEADLINE);
+    assert!(contiguous(&got), "events lost or repeated across the restart: {got:?}");
+    assert_command_crash_restarts(&f, "faulty segv", "killed by signal 11 (SIGSEGV)");
+    f.assert_serving("after-segv");
+    f.assert_children_are(&[
+        ("source", "steady"),
+        ("source", "segfaults"),
+        ("executor", "echo"),
+        ("executor", "crashy"),
+    ]);
+    f.stop(&[]);
+}
+
+#[test]
+fn exit_code_3_restarts_the_instance_and_a_crash_loop_keeps_backing_off() {
+    let dir = plugins();
+    // Describes itself, then exits with 3 before every handshake.
+    let launches = startup_fault(&dir, "exitloop", "exit", 2..=u32::MAX);
+    let mut f = Faults::start(
+        dir,
+        "",
+        "  - { name: exits, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: exit, arg: \"3\", once: true } }\n  \
+         - { name: loop, plugin: plugboard-exitloop }\n",
+        "  - { name: crashy, plugin: faulty }\n",
+    );
+    let pids = f.started("source", "exits", 2);
+    f.failure("source", "exits", &format!("plugin process {} exited (exit status 3)", pids[0]));
+    f.assert_replaced(pids[0], pids[1]);
+    let got = f.faulty_indexes("exits", 20, DEADLINE);
+    assert!(contiguous(&got), "events lost or repeated across the restart: {got:?}");
+    assert_command_crash_restarts(&f, "faulty exit 3", "exit status 3");
+
+    // The crash loop: every start fails with the exit status, and is retried.
+    f.host.run.stderr.wait_until("3 failed starts of the crash loop", DEADLINE, |l| {
+        failures(l, "source", "loop")
+            .iter()
+            .filter(|m| m.contains("plugin exited before we could connect (exit status 3)"))
+            .count()
+            >= 3
     });
-    assert!(run.is_running());
-    let rss = rss_kib(run.pid()).expect("host rss");
-    assert!(rss < 200 * 1024, "host resident memory grew to {rss} KiB during 200 MB of floods");
-    let lines = run.stdout.snapshot();
-    assert!(contiguous(&indexes(&lines, "loud")));
-    assert!(contiguous(&indexes(&lines, "chatty")));
+    assert!(started_pids(&f.logs(), "source", "loop").is_empty());
+    let attempts = launched_pids(&launches);
+    assert!(attempts.len() >= 4, "discovery and 3 starts: {attempts:?}");
+    assert_no_zombie_or_orphan(f.pid(), &attempts[..attempts.len() - 1]);
+    f.assert_serving("after-exits");
+    let host = f.pid();
+    let stderr = f.stop(&[]);
+    assert_no_zombie_or_orphan(host, &launched_pids(&launches));
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]
-fn an_oversized_event_fails_only_that_stream() {
-    let dir = TestDir::new();
-    dir.add_plugin("faulty").add_plugin("tick");
-    let config = dir.write_config(
-        r#"restart: { initial_backoff: 20ms }
-sources:
-  - { name: big, plugin: faulty, config: { interval: 5ms, fault_at: 3, fault: oversize, arg: 80M, once: true } }
-  - { name: steady, plugin: tick, config: { interval: 20ms } }
-"#,
-    );
-    let mut cmd = plugboard();
-    cmd.args(["run", "--config"]).arg(&config);
-    let mut run = Running::spawn(cmd);
-    run.stdout.wait_until("events after the oversized one", DEADLINE, |l| indexes(l, "big").len() >= 10);
-    let failure = run.stderr.wait_for("source failed");
-    assert!(failure.contains("source=big"), "{failure}");
-    assert!(failure.contains("decoded message length too large: found 83886"), "{failure}");
-    assert!(contiguous(&indexes(&run.stdout.snapshot(), "big")));
-    assert!(run.is_running());
-}
-
-#[test]
-fn a_hanging_command_times_out_and_a_crash_leaves_no_grandchild() {
-    let dir = TestDir::new();
-    dir.add_plugin("faulty");
-    let config = dir.write_config("executors:\n  - { name: f, plugin: faulty, timeout: 500ms }\n");
+fn a_command_hanging_in_execute_times_out_and_the_executor_serves_on() {
+    let mut f = Faults::start(plugins(), "", "", "  - { name: hangs, plugin: faulty, timeout: 500ms }\n");
+    let pid = f.started("executor", "hangs", 1)[0];
+    // `hang` awaits forever (cancellable); `hang-hard` blocks a runtime thread.
     for mode in ["hang", "hang-hard"] {
-        let out = plugboard().arg("exec").arg("--config").arg(&config).args(["--", "faulty", mode]).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(124), "{mode}: {stderr}");
-        assert!(stderr.contains("command timed out after 500ms and was cancelled"), "{mode}: {stderr}");
+        let (status, reply) = f.command(&format!("faulty {mode}"));
+        assert_eq!((status, reply["status"].as_str(), reply["exit_code"].as_i64()), (504, Some("timeout"), Some(124)), "{mode}: {reply}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains("command timed out after 500ms and was cancelled"), "{mode}: {error}");
+        let (status, reply) = f.command("faulty ok");
+        assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "after {mode}: {reply}");
     }
-    let out =
-        plugboard().arg("exec").arg("--config").arg(&config).args(["--", "faulty", "grandchild"]).output().unwrap();
+    assert_eq!(f.started("executor", "hangs", 1), [pid]);
+    assert!(process_alive(pid));
+    f.assert_serving("after-hangs");
+
+    // `plugboard exec` (no supervisor) answers the same way and exits.
+    let config = f.dir.path().join("plugboard.yaml");
+    let out = plugboard().arg("exec").arg("--config").arg(&config).args(["--", "faulty", "hang-hard"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("exited (exit status 3) during the command"), "{stderr}");
-    // The plugin's `sleep 3600` shared its process group, which the host killed.
-    let sleeps = processes_named("sleep").into_iter().filter(|(_, args)| args == "sleep\u{0}3600\u{0}").count();
-    assert_eq!(sleeps, 0, "a grandchild survived the plugin");
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert!(stderr.contains("command timed out after 500ms and was cancelled"), "{stderr}");
+    f.stop(&[]);
+}
+
+#[test]
+fn a_plugin_hanging_before_its_handshake_is_killed_at_the_start_timeout_and_retried() {
+    let dir = plugins();
+    let launches = startup_fault(&dir, "slowstart", "hang", 2..=2);
+    let mut f = Faults::start(
+        dir,
+        "start_timeout: 3s\n",
+        "  - { name: late, plugin: plugboard-slowstart, config: { interval: 5ms } }\n",
+        "",
+    );
+    let failure = f.failure("source", "late", "no handshake line within 3s");
+    assert!(failure.contains("timeout while waiting for plugin to start"), "{failure}");
+    let pid = f.started("source", "late", 1)[0];
+    let attempts = launched_pids(&launches);
+    assert_eq!(attempts.len(), 3, "discovery, the hung start, the good one: {attempts:?}");
+    assert_eq!(attempts[2], pid);
+    assert_no_zombie_or_orphan(f.pid(), &attempts[..2]);
+    let got = f.faulty_indexes("late", 10, DEADLINE);
+    assert!(contiguous(&got), "{got:?}");
+    f.assert_serving("after-slowstart");
+    f.assert_children_are(&[("source", "steady"), ("source", "late"), ("executor", "echo")]);
+    f.stop(&attempts);
+}
+
+#[test]
+fn a_garbage_handshake_is_refused_the_process_killed_and_the_start_retried() {
+    let dir = plugins();
+    let launches = startup_fault(&dir, "garbage", "garbage", 2..=3);
+    let mut f = Faults::start(dir, "", "  - { name: liar, plugin: plugboard-garbage, config: { interval: 5ms } }\n", "");
+    let pid = f.started("source", "liar", 1)[0];
+    let lines = f.logs();
+    let refused = failures(&lines, "source", "liar");
+    assert_eq!(refused.len(), 2, "two garbage handshakes: {refused:?}");
+    for r in &refused {
+        assert!(r.contains("Unrecognized remote plugin message: \"this is not a handshake\""), "{r}");
+    }
+    let attempts = launched_pids(&launches);
+    assert_eq!(attempts.len(), 4, "discovery, two liars, the good one: {attempts:?}");
+    assert_eq!(attempts[3], pid);
+    // The liars waited for an hour after their line: the host killed them.
+    assert_no_zombie_or_orphan(f.pid(), &attempts[..3]);
+    let got = f.faulty_indexes("liar", 10, DEADLINE);
+    assert!(contiguous(&got), "{got:?}");
+    f.assert_serving("after-garbage");
+    f.stop(&attempts);
+}
+
+#[test]
+fn a_plugin_that_stops_answering_leaves_the_host_serving() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: stalls, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: stall, once: true } }\n",
+        "  - { name: mute, plugin: faulty, timeout: 1s }\n",
+    );
+    let pid = f.started("source", "stalls", 1)[0];
+    let got = f.faulty_indexes("stalls", 5, DEADLINE);
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    let (status, reply) = f.command("faulty stall");
+    assert_eq!((status, reply["status"].as_str()), (504, Some("timeout")), "{reply}");
+    f.assert_serving("after-stall");
+    f.stop(&[pid]);
+}
+
+#[test]
+fn a_plugin_stopped_with_sigstop_leaves_the_host_serving() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: stopped, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: stop-self, once: true } }\n",
+        "",
+    );
+    let pid = f.started("source", "stopped", 1)[0];
+    f.faulty_indexes("stopped", 5, DEADLINE);
+    wait_for("the source to stop itself", DEADLINE, || procs::stat(pid).is_some_and(|p| p.state == 'T'));
+    f.assert_serving("after-sigstop");
+    // A stopped plugin cannot answer Shutdown: the host kills it on the way out.
+    f.stop(&[pid]);
+}
+
+#[test]
+fn a_100mb_stderr_flood_neither_blocks_nor_bloats_the_host() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: loud, plugin: faulty, config: { interval: 1ms, fault_at: 2, fault: flood-stderr, arg: 100M } }\n",
+        "",
+    );
+    // Events after the flood prove the plugin's stderr pipe was drained.
+    let got = f.faulty_indexes("loud", 20, Duration::from_secs(120));
+    assert!(contiguous(&got), "{got:?}");
+    let rss = rss_kib(f.pid()).expect("host rss");
+    assert!(rss < 200 * 1024, "host resident memory grew to {rss} KiB during a 100 MB flood");
+    assert_eq!(f.started("source", "loud", 1).len(), 1, "a flood is no crash: {:?}", failures(&f.logs(), "source", "loud"));
+    f.assert_serving("after-stderr-flood");
+    f.stop(&[]);
+}
+
+#[test]
+fn a_stdout_flood_after_the_handshake_neither_blocks_nor_bloats_the_host() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: chatty, plugin: faulty, config: { interval: 1ms, fault_at: 2, fault: flood-stdout, arg: 100M } }\n",
+        "  - { name: blabber, plugin: faulty }\n",
+    );
+    let got = f.faulty_indexes("chatty", 20, Duration::from_secs(120));
+    assert!(contiguous(&got), "{got:?}");
+    let (status, reply) = f.command("faulty flood-stdout 10M");
+    assert_eq!((status, reply["output"].as_str()), (200, Some("flood-stdout: done\n")), "{reply}");
+    let rss = rss_kib(f.pid()).expect("host rss");
+    assert!(rss < 200 * 1024, "host resident memory grew to {rss} KiB during the floods");
+    assert_eq!(f.started("source", "chatty", 1).len(), 1);
+    f.assert_serving("after-stdout-flood");
+    f.stop(&[]);
+}
+
+#[test]
+fn a_message_over_the_size_limit_fails_only_that_stream_or_call() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: big, plugin: faulty, config: { interval: 5ms, fault_at: 3, fault: oversize, arg: 80M, once: true } }\n",
+        "  - { name: bigout, plugin: faulty }\n",
+    );
+    let failure = f.failure("source", "big", "decoded message length too large: found 83886");
+    assert!(failure.contains("restarting in"), "{failure}");
+    let pids = f.started("source", "big", 2);
+    f.assert_replaced(pids[0], pids[1]);
+    let got = f.faulty_indexes("big", 10, DEADLINE);
+    assert!(contiguous(&got), "{got:?}");
+    assert!(!f.events().iter().any(|e| e["type"] == "dev.plugboard.faulty.big"), "the oversized event was stored");
+
+    let executor = f.started("executor", "bigout", 1)[0];
+    let (status, reply) = f.command("faulty big-output 80M");
+    assert_ne!(reply["status"], "ok", "{status}");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.contains("decoded message length too large"), "{reply}");
+    let (status, reply) = f.command("faulty ok");
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
+    assert!(process_alive(executor));
+    f.assert_serving("after-oversize");
+    f.stop(&[]);
+}
+
+#[test]
+fn a_grandchild_holding_the_pipes_does_not_hide_the_exit_and_dies_with_the_plugin() {
+    let dir = plugins();
+    // Exits with 3 before its handshake, leaving a `sleep` holding its stdout.
+    let launches = startup_fault(&dir, "forker", "grandchild", 2..=2);
+    let mut f = Faults::start(
+        dir,
+        "",
+        "  - { name: parent, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: grandchild, once: true } }\n  \
+         - { name: early, plugin: plugboard-forker, config: { interval: 5ms } }\n",
+        "  - { name: crashy, plugin: faulty }\n",
+    );
+    let pids = f.started("source", "parent", 2);
+    f.failure("source", "parent", &format!("plugin process {} exited (exit status 3)", pids[0]));
+    // assert_replaced also proves the `sleep` in the old process group is gone.
+    f.assert_replaced(pids[0], pids[1]);
+    assert!(contiguous(&f.faulty_indexes("parent", 10, DEADLINE)));
+
+    f.failure("source", "early", "plugin exited before we could connect (exit status 3)");
+    let early = f.started("source", "early", 1)[0];
+    let attempts = launched_pids(&launches);
+    assert_eq!(attempts.last(), Some(&early), "{attempts:?}");
+    assert_no_zombie_or_orphan(f.pid(), &attempts[..attempts.len() - 1]);
+
+    assert_command_crash_restarts(&f, "faulty grandchild", "exit status 3");
+    f.assert_serving("after-grandchildren");
+    f.assert_children_are(&[
+        ("source", "steady"),
+        ("source", "parent"),
+        ("source", "early"),
+        ("executor", "echo"),
+        ("executor", "crashy"),
+    ]);
+    f.stop(&attempts);
+}
+
+#[test]
+fn plugins_ignoring_sigterm_are_killed_after_the_grace_period_at_shutdown() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: stubborn, plugin: faulty, config: { interval: 5ms, ignore_shutdown: true } }\n",
+        "  - { name: deaf, plugin: faulty }\n",
+    );
+    let source = f.started("source", "stubborn", 1)[0];
+    let executor = f.started("executor", "deaf", 1)[0];
+    f.faulty_indexes("stubborn", 5, DEADLINE);
+    let (status, reply) = f.command("faulty ignore-shutdown");
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ignoring SIGTERM and Shutdown\n")), "{reply}");
+    // SIGTERM itself does nothing to them.
+    for pid in [source, executor] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    }
+    f.assert_serving("after-sigterm");
+    assert!(process_alive(source) && process_alive(executor));
+    let stderr = f.stop(&[source, executor]);
+    let killed: Vec<u64> = log_events(&stderr.lines().map(str::to_owned).collect::<Vec<_>>(), "plugin failed to exit gracefully; killing it")
+        .iter()
+        .filter_map(|f| f["pid"].as_u64())
+        .collect();
+    for pid in [source, executor] {
+        assert!(killed.contains(&u64::from(pid)), "{pid} was not killed after the grace period: {killed:?}");
+    }
 }
