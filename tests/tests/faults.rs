@@ -88,11 +88,10 @@ impl Faults {
 
     /// Waits until instance `name` of `kind` was started `n` times; its pids.
     fn started(&self, kind: &str, name: &str, n: usize) -> Vec<u32> {
-        let lines = self
-            .host
-            .run
-            .stderr
-            .wait_until(&format!("{n} starts of {kind} {name}"), DEADLINE, |l| started_pids(l, kind, name).len() >= n);
+        let lines =
+            self.host.run.stderr.wait_until(&format!("{n} starts of {kind} {name}"), DEADLINE, |l| {
+                started_pids(l, kind, name).len() >= n
+            });
         started_pids(&lines, kind, name)
     }
 
@@ -114,6 +113,16 @@ impl Faults {
 
     fn command(&self, command: &str) -> (u16, Value) {
         self.host.command(json!({ "command": command }))
+    }
+
+    /// The faulty source `name` logged that it injected its fault (so a test
+    /// that sees nothing go wrong saw the fault and survived it).
+    fn assert_injected(&self, name: &str) {
+        self.host.run.stderr.wait_until(&format!("{name} to log its fault"), DEADLINE, |l| {
+            lifecycle::logs_starting_with(l, "injecting fault")
+                .iter()
+                .any(|f| f["instance"] == name || f["plugin"] == name)
+        });
     }
 
     /// The witnesses are served: new `tick` events arrive and `echo` answers.
@@ -158,7 +167,9 @@ impl Faults {
     fn stop(mut self, pids: &[u32]) -> String {
         let host = self.pid();
         let mut all: Vec<u32> = pids.to_vec();
-        for f in log_events(&self.logs(), "source started").into_iter().chain(log_events(&self.logs(), "executor started")) {
+        for f in
+            log_events(&self.logs(), "source started").into_iter().chain(log_events(&self.logs(), "executor started"))
+        {
             all.extend(f["pid"].as_u64().map(|p| p as u32));
         }
         self.host.run.signal(Signal::SIGTERM);
@@ -188,8 +199,12 @@ fn a_panic_on_the_nth_event_restarts_the_source_and_fails_only_that_command() {
     // A panic inside Execute fails that command; the process serves on.
     let executor = f.started("executor", "crashy", 1)[0];
     let (status, reply) = f.command("faulty panic");
-    assert_eq!(reply["status"], "error", "{status} {reply}");
-    assert!(reply["error"].as_str().unwrap().contains("executor panicked: faulty: injected panic"), "{reply}");
+    assert_eq!(
+        (status, reply["status"].as_str(), reply["exit_code"].as_i64()),
+        (200, Some("failed"), Some(1)),
+        "{reply}"
+    );
+    assert_eq!(reply["error"], "executor panicked: faulty: injected panic", "{reply}");
     let (status, reply) = f.command("faulty ok");
     assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
     assert_eq!(f.started("executor", "crashy", 1), [executor], "a panic in a command is no reason to restart");
@@ -241,12 +256,12 @@ fn a_segfault_restarts_the_source_from_its_cursor_and_answers_the_command() {
 fn exit_code_3_restarts_the_instance_and_a_crash_loop_keeps_backing_off() {
     let dir = plugins();
     // Describes itself, then exits with 3 before every handshake.
-    let launches = startup_fault(&dir, "exitloop", "exit", 2..=u32::MAX);
+    let launches = startup_fault(&dir, "faulty-exitloop", "exit", 2..=u32::MAX);
     let mut f = Faults::start(
         dir,
         "",
         "  - { name: exits, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: exit, arg: \"3\", once: true } }\n  \
-         - { name: loop, plugin: plugboard-exitloop }\n",
+         - { name: loop, plugin: plugboard-faulty-exitloop }\n",
         "  - { name: crashy, plugin: faulty }\n",
     );
     let pids = f.started("source", "exits", 2);
@@ -282,7 +297,11 @@ fn a_command_hanging_in_execute_times_out_and_the_executor_serves_on() {
     // `hang` awaits forever (cancellable); `hang-hard` blocks a runtime thread.
     for mode in ["hang", "hang-hard"] {
         let (status, reply) = f.command(&format!("faulty {mode}"));
-        assert_eq!((status, reply["status"].as_str(), reply["exit_code"].as_i64()), (504, Some("timeout"), Some(124)), "{mode}: {reply}");
+        assert_eq!(
+            (status, reply["status"].as_str(), reply["exit_code"].as_i64()),
+            (504, Some("timeout"), Some(124)),
+            "{mode}: {reply}"
+        );
         let error = reply["error"].as_str().unwrap();
         assert!(error.contains("command timed out after 500ms and was cancelled"), "{mode}: {error}");
         let (status, reply) = f.command("faulty ok");
@@ -294,7 +313,8 @@ fn a_command_hanging_in_execute_times_out_and_the_executor_serves_on() {
 
     // `plugboard exec` (no supervisor) answers the same way and exits.
     let config = f.dir.path().join("plugboard.yaml");
-    let out = plugboard().arg("exec").arg("--config").arg(&config).args(["--", "faulty", "hang-hard"]).output().unwrap();
+    let out =
+        plugboard().arg("exec").arg("--config").arg(&config).args(["--", "faulty", "hang-hard"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(124), "{stderr}");
     assert!(stderr.contains("command timed out after 500ms and was cancelled"), "{stderr}");
@@ -304,11 +324,11 @@ fn a_command_hanging_in_execute_times_out_and_the_executor_serves_on() {
 #[test]
 fn a_plugin_hanging_before_its_handshake_is_killed_at_the_start_timeout_and_retried() {
     let dir = plugins();
-    let launches = startup_fault(&dir, "slowstart", "hang", 2..=2);
+    let launches = startup_fault(&dir, "faulty-slowstart", "hang", 2..=2);
     let mut f = Faults::start(
         dir,
         "start_timeout: 3s\n",
-        "  - { name: late, plugin: plugboard-slowstart, config: { interval: 5ms } }\n",
+        "  - { name: late, plugin: plugboard-faulty-slowstart, config: { interval: 5ms } }\n",
         "",
     );
     let failure = f.failure("source", "late", "no handshake line within 3s");
@@ -328,8 +348,9 @@ fn a_plugin_hanging_before_its_handshake_is_killed_at_the_start_timeout_and_retr
 #[test]
 fn a_garbage_handshake_is_refused_the_process_killed_and_the_start_retried() {
     let dir = plugins();
-    let launches = startup_fault(&dir, "garbage", "garbage", 2..=3);
-    let mut f = Faults::start(dir, "", "  - { name: liar, plugin: plugboard-garbage, config: { interval: 5ms } }\n", "");
+    let launches = startup_fault(&dir, "faulty-garbage", "garbage", 2..=3);
+    let mut f =
+        Faults::start(dir, "", "  - { name: liar, plugin: plugboard-faulty-garbage, config: { interval: 5ms } }\n", "");
     let pid = f.started("source", "liar", 1)[0];
     let lines = f.logs();
     let refused = failures(&lines, "source", "liar");
@@ -392,9 +413,15 @@ fn a_100mb_stderr_flood_neither_blocks_nor_bloats_the_host() {
     // Events after the flood prove the plugin's stderr pipe was drained.
     let got = f.faulty_indexes("loud", 20, Duration::from_secs(120));
     assert!(contiguous(&got), "{got:?}");
+    f.assert_injected("loud");
     let rss = rss_kib(f.pid()).expect("host rss");
     assert!(rss < 200 * 1024, "host resident memory grew to {rss} KiB during a 100 MB flood");
-    assert_eq!(f.started("source", "loud", 1).len(), 1, "a flood is no crash: {:?}", failures(&f.logs(), "source", "loud"));
+    assert_eq!(
+        f.started("source", "loud", 1).len(),
+        1,
+        "a flood is no crash: {:?}",
+        failures(&f.logs(), "source", "loud")
+    );
     f.assert_serving("after-stderr-flood");
     f.stop(&[]);
 }
@@ -409,6 +436,7 @@ fn a_stdout_flood_after_the_handshake_neither_blocks_nor_bloats_the_host() {
     );
     let got = f.faulty_indexes("chatty", 20, Duration::from_secs(120));
     assert!(contiguous(&got), "{got:?}");
+    f.assert_injected("chatty");
     let (status, reply) = f.command("faulty flood-stdout 10M");
     assert_eq!((status, reply["output"].as_str()), (200, Some("flood-stdout: done\n")), "{reply}");
     let rss = rss_kib(f.pid()).expect("host rss");
@@ -450,12 +478,12 @@ fn a_message_over_the_size_limit_fails_only_that_stream_or_call() {
 fn a_grandchild_holding_the_pipes_does_not_hide_the_exit_and_dies_with_the_plugin() {
     let dir = plugins();
     // Exits with 3 before its handshake, leaving a `sleep` holding its stdout.
-    let launches = startup_fault(&dir, "forker", "grandchild", 2..=2);
+    let launches = startup_fault(&dir, "faulty-forker", "grandchild", 2..=2);
     let mut f = Faults::start(
         dir,
         "",
         "  - { name: parent, plugin: faulty, config: { interval: 5ms, fault_at: 5, fault: grandchild, once: true } }\n  \
-         - { name: early, plugin: plugboard-forker, config: { interval: 5ms } }\n",
+         - { name: early, plugin: plugboard-faulty-forker, config: { interval: 5ms } }\n",
         "  - { name: crashy, plugin: faulty }\n",
     );
     let pids = f.started("source", "parent", 2);
@@ -502,10 +530,13 @@ fn plugins_ignoring_sigterm_are_killed_after_the_grace_period_at_shutdown() {
     f.assert_serving("after-sigterm");
     assert!(process_alive(source) && process_alive(executor));
     let stderr = f.stop(&[source, executor]);
-    let killed: Vec<u64> = log_events(&stderr.lines().map(str::to_owned).collect::<Vec<_>>(), "plugin failed to exit gracefully; killing it")
-        .iter()
-        .filter_map(|f| f["pid"].as_u64())
-        .collect();
+    let killed: Vec<u64> = log_events(
+        &stderr.lines().map(str::to_owned).collect::<Vec<_>>(),
+        "plugin failed to exit gracefully; killing it",
+    )
+    .iter()
+    .filter_map(|f| f["pid"].as_u64())
+    .collect();
     for pid in [source, executor] {
         assert!(killed.contains(&u64::from(pid)), "{pid} was not killed after the grace period: {killed:?}");
     }
