@@ -327,11 +327,11 @@ fn a_plugin_hanging_before_its_handshake_is_killed_at_the_start_timeout_and_retr
     let launches = startup_fault(&dir, "faulty-slowstart", "hang", 2..=2);
     let mut f = Faults::start(
         dir,
-        "start_timeout: 3s\n",
+        "start_timeout: 5s\n",
         "  - { name: late, plugin: plugboard-faulty-slowstart, config: { interval: 5ms } }\n",
         "",
     );
-    let failure = f.failure("source", "late", "no handshake line within 3s");
+    let failure = f.failure("source", "late", "no handshake line within 5s");
     assert!(failure.contains("timeout while waiting for plugin to start"), "{failure}");
     let pid = f.started("source", "late", 1)[0];
     let attempts = launched_pids(&launches);
