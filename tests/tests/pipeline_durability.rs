@@ -72,7 +72,8 @@ fn a_range_of_100000_survives_two_sigkills_with_each_event_stored_once_and_deliv
     wait_for("the file sink to have every id", DEADLINE, || id_set(&file) == expected_ids());
     wait_for("the plugin sink to have every id", DEADLINE, || id_set(&rec) == expected_ids());
 
-    // The store holds each event exactly once, with contiguous seqs.
+    // The store holds each event exactly once, in seq order (the host's own
+    // lifecycle events take seqs in between).
     let stored = stored_events(&config, &["--source", "numbers"]);
     assert_eq!(stored.len(), EVENTS as usize, "stored events");
     let stored_ids: Vec<&str> = stored.iter().map(|e| e["event"]["id"].as_str().unwrap()).collect();
@@ -80,7 +81,7 @@ fn a_range_of_100000_survives_two_sigkills_with_each_event_stored_once_and_deliv
     assert_eq!(unique.len(), EVENTS as usize, "an event was stored twice");
     assert_eq!(unique, expected_ids());
     let seqs: Vec<u64> = stored.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=EVENTS).collect::<Vec<_>>());
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seqs out of order");
     // Stored in source order: the resumed streams neither skipped nor repeated.
     let indexes: Vec<u64> = stored.iter().map(|e: &Value| e["event"]["data"]["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, (0..EVENTS).collect::<Vec<_>>());
@@ -113,8 +114,10 @@ fn a_clean_restart_resumes_sources_and_sinks_without_a_repeat() {
     let delivered = ids(&json_lines(&out));
     let expected: Vec<String> = (0..delivered.len()).map(|i| format!("t-{i}")).collect();
     assert_eq!(delivered, expected);
-    let stored: Vec<String> =
-        stored_events(&config, &[]).iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect();
+    let stored: Vec<String> = stored_events(&config, &["--source", "t"])
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(stored, expected);
 }
 

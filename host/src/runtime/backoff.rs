@@ -53,6 +53,7 @@ mod tests {
             max_backoff: Duration::from_secs(1),
             multiplier: 2.0,
             reset_after: Duration::from_secs(10),
+            ..RestartConfig::default()
         };
         let mut b = Backoff::new(policy);
         assert_eq!(b.base_delay(0), Duration::from_millis(100));

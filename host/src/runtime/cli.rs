@@ -93,10 +93,13 @@ enum Command {
         #[arg(long, default_value_t = default_user())]
         user: String,
     },
-    /// List the plugins found in the plugins directory.
+    /// List the plugins found in the plugins directory; `status` and
+    /// `enable` look at and steer the instances of a running host.
     Plugins {
-        #[arg(long, short)]
+        #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<PluginsCommand>,
     },
     /// Tools for plugin authors.
     Plugin {
@@ -136,6 +139,38 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// Every plugin instance of a running host: state, pid, uptime, restarts, health, last exit.
+    Status {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The API's JSON reply instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-enable an instance deactivated after repeated failures.
+    Enable {
+        /// The instance name.
+        name: String,
+        /// Which instance when a source and a sink share the name.
+        #[arg(long, value_parser = ["source", "executor", "sink"])]
+        kind: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RemoteArgs {
+    /// The host's URL (default: http:// and the listen address of --listen or the config).
+    #[arg(long, env = "PLUGBOARD_REMOTE")]
+    remote: Option<String>,
+    /// Bearer token (default: the config's http.token).
+    #[arg(long, env = "PLUGBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,7 +270,12 @@ pub fn main() -> ExitCode {
                 shell(config.as_deref(), cli.plugins_dir.as_deref(), remote.clone(), token.clone(), embedded, user)
                     .await
             }
-            Command::Plugins { ref config } => plugins(config.as_deref(), cli.plugins_dir.as_deref()).await,
+            Command::Plugins { ref config, command: None } => {
+                plugins(config.as_deref(), cli.plugins_dir.as_deref()).await
+            }
+            Command::Plugins { ref config, command: Some(ref command) } => {
+                plugins_remote(config.as_deref(), cli.listen, command).await
+            }
             Command::Plugin { command: PluginCommand::Check { ref path, ref config, kind, timeout } } => {
                 plugin_check(path, config, kind, timeout).await
             }
@@ -505,6 +545,31 @@ async fn plugin_check(
 /// Exit codes outside 0..=255 (negative, huge) become 1, never a false 0.
 fn exit_code_byte(code: i32) -> u8 {
     u8::try_from(code).ok().filter(|c| *c != 0 || code == 0).unwrap_or(1)
+}
+
+/// `plugins status` and `plugins enable`, against a running host.
+async fn plugins_remote(
+    config: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    command: &PluginsCommand,
+) -> anyhow::Result<ExitCode> {
+    let remote_args = match command {
+        PluginsCommand::Status { remote, .. } | PluginsCommand::Enable { remote, .. } => remote,
+    };
+    let config = config.map(Config::load).transpose()?.unwrap_or_default();
+    let url = remote_args.remote.clone().unwrap_or_else(|| {
+        let mut addr = listen.unwrap_or(config.http.listen);
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    let token = remote_args.token.clone().or(config.http.token.clone());
+    let remote = super::plugins_cli::Remote { url: &url, token: token.as_deref() };
+    match command {
+        PluginsCommand::Status { json, .. } => super::plugins_cli::status(&remote, *json).await,
+        PluginsCommand::Enable { name, kind, .. } => super::plugins_cli::enable(&remote, name, kind.as_deref()).await,
+    }
 }
 
 async fn plugins(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -24,6 +24,12 @@ pub struct Config {
     /// Restart backoff for crashed plugins.
     #[serde(default)]
     pub restart: RestartConfig,
+    /// Periodic health checks of running plugins.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// How the host stops on SIGTERM/SIGINT.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
     /// The HTTP API server.
     #[serde(default)]
     pub http: super::http::HttpConfig,
@@ -74,8 +80,10 @@ pub struct PluginSettings {
     pub allow_non_loopback_tcp: bool,
 }
 
-/// Exponential backoff with jitter between restarts of a crashed plugin.
-#[derive(Debug, Clone, Deserialize)]
+/// Exponential backoff with jitter between restarts of a crashed plugin, and
+/// the circuit breaker: more than `max_restarts` failures within `window`
+/// deactivate the instance until an operator enables it again.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestartConfig {
     #[serde(with = "humantime_serde")]
@@ -83,9 +91,14 @@ pub struct RestartConfig {
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
     pub multiplier: f64,
-    /// A plugin that ran this long without failing starts again from `initial_backoff`.
+    /// A plugin that ran this long without failing starts again from
+    /// `initial_backoff`, with its failures forgotten.
     #[serde(with = "humantime_serde")]
     pub reset_after: Duration,
+    /// Restarts allowed within `window`; the next failure deactivates the instance.
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
 }
 
 impl Default for RestartConfig {
@@ -95,8 +108,114 @@ impl Default for RestartConfig {
             max_backoff: Duration::from_secs(30),
             multiplier: 2.0,
             reset_after: Duration::from_secs(60),
+            max_restarts: 10,
+            window: Duration::from_secs(600),
         }
     }
+}
+
+/// `restart:` of one instance: the fields it sets replace the top-level ones.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartOverride {
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Option<Duration>,
+    pub multiplier: Option<f64>,
+    #[serde(with = "humantime_serde")]
+    pub reset_after: Option<Duration>,
+    pub max_restarts: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub window: Option<Duration>,
+}
+
+impl RestartOverride {
+    pub fn apply(&self, base: &RestartConfig) -> RestartConfig {
+        RestartConfig {
+            initial_backoff: self.initial_backoff.unwrap_or(base.initial_backoff),
+            max_backoff: self.max_backoff.unwrap_or(base.max_backoff),
+            multiplier: self.multiplier.unwrap_or(base.multiplier),
+            reset_after: self.reset_after.unwrap_or(base.reset_after),
+            max_restarts: self.max_restarts.unwrap_or(base.max_restarts),
+            window: self.window.unwrap_or(base.window),
+        }
+    }
+}
+
+/// go-plugin's `Ping` (grpc.health.v1 for service "plugin") every
+/// `interval`: after `failures` failed checks in a row (no answer within
+/// `timeout`, or not SERVING) the plugin is killed and restarted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Time between checks; 0 turns checks off.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub failures: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(10), timeout: Duration::from_secs(5), failures: 2 }
+    }
+}
+
+/// `health:` of one instance: the fields it sets replace the top-level ones.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthOverride {
+    #[serde(with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub failures: Option<u32>,
+}
+
+impl HealthOverride {
+    pub fn apply(&self, base: &HealthConfig) -> HealthConfig {
+        HealthConfig {
+            interval: self.interval.unwrap_or(base.interval),
+            timeout: self.timeout.unwrap_or(base.timeout),
+            failures: self.failures.unwrap_or(base.failures),
+        }
+    }
+}
+
+/// Graceful stop: sources first, then in-flight commands and sink
+/// deliveries get up to `drain_timeout`, then plugins are shut down through
+/// their controller (`kill_grace` each) and killed if they linger.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Problems with one restart/health pair (top level or an instance's).
+pub fn supervision_problems(at: &str, restart: &RestartConfig, health: &HealthConfig) -> Vec<String> {
+    let mut problems = Vec::new();
+    if restart.multiplier < 1.0 || !restart.multiplier.is_finite() {
+        problems.push(format!("{at}restart.multiplier must be at least 1, not {}", restart.multiplier));
+    }
+    if restart.window.is_zero() {
+        problems.push(format!("{at}restart.window must be greater than zero"));
+    }
+    if !health.interval.is_zero() && health.timeout.is_zero() {
+        problems.push(format!("{at}health.timeout must be greater than zero"));
+    }
+    if !health.interval.is_zero() && health.failures == 0 {
+        problems.push(format!("{at}health.failures must be at least 1"));
+    }
+    problems
 }
 
 /// A source instance: one plugin process streaming events.
@@ -115,6 +234,12 @@ pub struct SourceConfig {
     /// Bearer token for `/v1/sources/{name}` (default: `http.token`).
     #[serde(default)]
     pub http_token: Option<String>,
+    /// Restart policy of this instance (over the top-level `restart:`).
+    #[serde(default)]
+    pub restart: Option<RestartOverride>,
+    /// Health checks of this instance (over the top-level `health:`).
+    #[serde(default)]
+    pub health: Option<HealthOverride>,
 }
 
 /// An executor instance: one plugin process answering commands.
@@ -140,6 +265,12 @@ pub struct ExecutorConfig {
     /// Output kept per command, in bytes; the rest is dropped with a notice (default 1 MiB).
     #[serde(default)]
     pub max_output: Option<usize>,
+    /// Restart policy of this instance (over the top-level `restart:`).
+    #[serde(default)]
+    pub restart: Option<RestartOverride>,
+    /// Health checks of this instance (over the top-level `health:`).
+    #[serde(default)]
+    pub health: Option<HealthOverride>,
 }
 
 /// Why a config could not be used.
@@ -243,10 +374,33 @@ impl Config {
                 problems.push(format!("plugins.{name}.sha256: {e}"));
             }
         }
-        if self.restart.multiplier < 1.0 || !self.restart.multiplier.is_finite() {
-            problems.push(format!("restart.multiplier must be at least 1, not {}", self.restart.multiplier));
+        problems.extend(supervision_problems("", &self.restart, &self.health));
+        for (i, s) in self.sources.iter().enumerate() {
+            let (restart, health) = self.supervision_of(s.restart.as_ref(), s.health.as_ref());
+            problems.extend(supervision_problems(&format!("sources[{i}] {:?}: ", s.name), &restart, &health));
+        }
+        for (i, e) in self.executors.iter().enumerate() {
+            let (restart, health) = self.supervision_of(e.restart.as_ref(), e.health.as_ref());
+            problems.extend(supervision_problems(&format!("executors[{i}] {:?}: ", e.name), &restart, &health));
+        }
+        if self.shutdown.drain_timeout.is_zero() {
+            problems.push("shutdown.drain_timeout must be greater than zero".into());
         }
         problems
+    }
+}
+
+impl Config {
+    /// The restart policy and health checks of an instance with these overrides.
+    pub fn supervision_of(
+        &self,
+        restart: Option<&RestartOverride>,
+        health: Option<&HealthOverride>,
+    ) -> (RestartConfig, HealthConfig) {
+        (
+            restart.map(|r| r.apply(&self.restart)).unwrap_or_else(|| self.restart.clone()),
+            health.map(|h| h.apply(&self.health)).unwrap_or_else(|| self.health.clone()),
+        )
     }
 }
 

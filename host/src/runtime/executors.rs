@@ -7,18 +7,16 @@
 //! a command needs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use plugboard_proto::plugboard::v1::CommandContext;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
-use super::config::RestartConfig;
 use super::plan::{ExecutorPlan, Plan};
 use super::resolve::{CommandTable, ResolveError, Resolved};
+use super::supervisor::{Instance, InstanceSpec, Kind, Serve, Supervisor};
 use crate::plugin::{self, CommandOutcome, CommandRequest, ExecuteError, PluginHandle, StartOptions};
 
 /// How long a failed call waits for the plugin's exit to show.
@@ -39,22 +37,11 @@ pub enum CommandError {
     Timeout { executor: String, after: Duration },
 }
 
-/// The state of one executor instance's process.
-#[derive(Debug, Clone)]
-enum State {
-    Starting,
-    Ready(PluginHandle),
-    Down { reason: String, retry_in: Duration },
-    Stopped,
-}
-
 pub struct ExecutorInstance {
     plan: ExecutorPlan,
     config_json: Vec<u8>,
-    state: watch::Sender<State>,
-    /// Set once the process was ready: a later `Starting` is a restart,
-    /// answered at once instead of waited for.
-    was_ready: AtomicBool,
+    /// Its supervised process, under `run`.
+    supervised: OnceLock<Arc<Instance>>,
     /// One permit per command running (`max_concurrent`).
     slots: Arc<Semaphore>,
 }
@@ -63,7 +50,7 @@ impl ExecutorInstance {
     fn new(plan: ExecutorPlan) -> Self {
         let config_json = serde_json::to_vec(&plan.config).unwrap_or_default();
         let slots = Arc::new(Semaphore::new(plan.max_concurrent.max(1)));
-        Self { plan, config_json, state: watch::Sender::new(State::Starting), was_ready: AtomicBool::new(false), slots }
+        Self { plan, config_json, supervised: OnceLock::new(), slots }
     }
 
     pub fn name(&self) -> &str {
@@ -74,73 +61,31 @@ impl ExecutorInstance {
         &self.plan
     }
 
-    /// Keeps the instance's process running until `shutdown`.
-    async fn supervise(self: Arc<Self>, mut start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
-        start.redact = self.plan.secrets.clone();
-        let mut backoff = Backoff::new(restart);
-        loop {
-            self.state.send_replace(State::Starting);
-            let started = Instant::now();
-            let reason = tokio::select! {
-                launched = plugin::launch(&self.plan.name, &self.plan.path, &start) => match launched {
-                    Ok(handle) => {
-                        self.state.send_replace(State::Ready(handle.clone()));
-                        self.was_ready.store(true, Ordering::SeqCst);
-                        // Logged once commands reach it: "started" means usable.
-                        tracing::info!(executor = %self.plan.name, pid = handle.process().pid(), "executor started");
-                        tokio::select! {
-                            reason = handle.process().wait() => format!("plugin process {} exited ({reason})", handle.process().pid()),
-                            _ = shutdown.cancelled() => {
-                                self.state.send_replace(State::Stopped);
-                                handle.shutdown().await;
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => format!("cannot start plugin {:?}: {e}", self.plan.plugin.info.name),
-                },
-                _ = shutdown.cancelled() => {
-                    self.state.send_replace(State::Stopped);
-                    return;
-                }
-            };
-            let delay = backoff.next_delay(started.elapsed());
-            tracing::warn!(executor = %self.plan.name, restarts = backoff.failures(), "executor failed: {reason}; restarting in {delay:?}");
-            self.state.send_replace(State::Down { reason, retry_in: delay });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.cancelled() => {
-                    self.state.send_replace(State::Stopped);
-                    return;
-                }
-            }
+    /// Commands running now.
+    pub fn in_flight(&self) -> usize {
+        self.plan.max_concurrent.max(1) - self.slots.available_permits()
+    }
+
+    /// What the supervisor needs to run this instance's process.
+    fn spec(&self, start: &StartOptions) -> InstanceSpec {
+        InstanceSpec {
+            kind: Kind::Executor,
+            name: self.plan.name.clone(),
+            plugin: self.plan.plugin.info.name.clone(),
+            path: self.plan.path.clone(),
+            start: StartOptions { redact: self.plan.secrets.clone(), ..start.clone() },
+            supervision: self.plan.supervision.clone(),
         }
     }
 
-    /// The running process, waiting while it starts (bounded by `start_wait`).
-    async fn ready(&self, start_wait: Duration) -> Result<PluginHandle, CommandError> {
-        let unavailable = |reason: String| CommandError::Unavailable { executor: self.plan.name.clone(), reason };
-        let mut rx = self.state.subscribe();
-        if self.was_ready.load(Ordering::SeqCst) && matches!(*rx.borrow(), State::Starting) {
-            return Err(unavailable("it crashed and is restarting; try again in a moment".into()));
-        }
-        let waited = tokio::time::timeout(start_wait, rx.wait_for(|s| !matches!(s, State::Starting))).await;
-        let state = match waited {
-            Err(_) => return Err(unavailable("still starting".into())),
-            Ok(Err(_)) => return Err(unavailable("stopped".into())),
-            Ok(Ok(state)) => state.clone(),
-        };
-        match state {
-            State::Ready(handle) if handle.process().exit_reason().is_none() => Ok(handle),
-            State::Ready(handle) => Err(unavailable(format!(
-                "plugin process {} exited ({}); restarting",
-                handle.process().pid(),
-                handle.process().exit_reason().map(|r| r.to_string()).unwrap_or_default()
-            ))),
-            State::Down { reason, retry_in } => Err(unavailable(format!("{reason}; restarting in {retry_in:?}"))),
-            State::Stopped => Err(unavailable("stopped".into())),
-            State::Starting => Err(unavailable("still starting".into())),
-        }
+    /// The running process, waiting while it starts for the first time
+    /// (bounded by `start_wait`); a crashed, restarting or deactivated
+    /// instance answers at once.
+    async fn ready(&self, instance: &Instance, start_wait: Duration) -> Result<PluginHandle, CommandError> {
+        instance
+            .ready(start_wait)
+            .await
+            .map_err(|reason| CommandError::Unavailable { executor: self.plan.name.clone(), reason })
     }
 
     async fn execute(
@@ -191,8 +136,6 @@ pub struct ExecutorPool {
     instances: BTreeMap<String, Arc<ExecutorInstance>>,
     table: CommandTable,
     start: StartOptions,
-    /// Set once [`ExecutorPool::supervise_all`] runs the instances.
-    supervised: AtomicBool,
     /// `exec`: processes started on demand, stopped by [`ExecutorPool::stop`].
     on_demand: tokio::sync::Mutex<BTreeMap<String, PluginHandle>>,
 }
@@ -201,13 +144,7 @@ impl ExecutorPool {
     pub fn new(plan: &Plan) -> Self {
         let instances =
             plan.executors.iter().map(|e| (e.name.clone(), Arc::new(ExecutorInstance::new(e.clone())))).collect();
-        Self {
-            instances,
-            table: plan.table.clone(),
-            start: plan.start.clone(),
-            supervised: AtomicBool::new(false),
-            on_demand: Default::default(),
-        }
+        Self { instances, table: plan.table.clone(), start: plan.start.clone(), on_demand: Default::default() }
     }
 
     pub fn table(&self) -> &CommandTable {
@@ -219,17 +156,32 @@ impl ExecutorPool {
         self.instances.get(name)
     }
 
-    /// Starts and supervises every instance until `shutdown`.
-    pub fn supervise_all(
-        &self,
-        restart: &RestartConfig,
-        shutdown: &CancellationToken,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        self.supervised.store(true, Ordering::SeqCst);
-        self.instances
-            .values()
-            .map(|i| tokio::spawn(Arc::clone(i).supervise(self.start.clone(), restart.clone(), shutdown.clone())))
-            .collect()
+    /// Starts every instance under `supervisor`, kept up until `group` is
+    /// cancelled.
+    pub fn supervise_all(&self, supervisor: &Supervisor, group: &CancellationToken) {
+        for instance in self.instances.values() {
+            match supervisor.spawn(instance.spec(&self.start), Box::new(Serve), group) {
+                Ok(supervised) => {
+                    let _ = instance.supervised.set(supervised);
+                }
+                Err(e) => tracing::error!(executor = %instance.name(), "{e}"),
+            }
+        }
+    }
+
+    /// Commands running now, over every instance.
+    pub fn in_flight(&self) -> usize {
+        self.instances.values().map(|i| i.in_flight()).sum()
+    }
+
+    /// Returns once no command runs, and refuses new ones ("busy") from then on.
+    pub async fn drain(&self) {
+        for instance in self.instances.values() {
+            let all = u32::try_from(instance.plan.max_concurrent.max(1)).unwrap_or(u32::MAX);
+            if let Ok(permits) = instance.slots.acquire_many(all).await {
+                permits.forget();
+            }
+        }
     }
 
     /// Resolves and runs one command. Under supervision the instance must be
@@ -260,8 +212,8 @@ impl ExecutorPool {
             executor: resolved.executor.clone(),
             limit: instance.plan.max_concurrent,
         })?;
-        let handle = if self.supervised.load(Ordering::SeqCst) {
-            instance.ready(self.start.start_timeout).await?
+        let handle = if let Some(supervised) = instance.supervised.get() {
+            instance.ready(supervised, self.start.start_timeout).await?
         } else {
             self.start_on_demand(instance).await?
         };

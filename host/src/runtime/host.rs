@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +23,10 @@ use super::http;
 use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
 use super::routing::SinkRoutes;
-use super::sinks::AutomationSlot;
-use super::sources::{ClientSlot, SourceSupervisor};
+use super::sinks::{AutomationSlot, SinkSupervision};
+use super::sources::{self as sources_mod, ClientSlot, SourceWorkload};
 use super::store::StoreError;
+use super::supervisor::{Kind, Lifecycle, Supervision, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -46,10 +48,36 @@ pub struct Host {
     pub http_addr: Option<SocketAddr>,
     /// Where the event store lives.
     pub state_dir: PathBuf,
-    sources: Vec<JoinHandle<()>>,
+    /// Every plugin instance's process, supervised.
+    pub supervisor: Supervisor,
+    groups: Groups,
     tasks: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
 }
+
+/// Stop tokens of the instance kinds, cancelled in shutdown order: sources
+/// first, executors once in-flight commands drained, sinks once the
+/// pipeline delivered what it could.
+#[derive(Default)]
+struct Groups {
+    sources: CancellationToken,
+    executors: CancellationToken,
+    sinks: CancellationToken,
+}
+
+impl Groups {
+    async fn stop_all(&self, supervisor: &Supervisor) {
+        for (token, kind) in
+            [(&self.sources, Kind::Source), (&self.executors, Kind::Executor), (&self.sinks, Kind::Sink)]
+        {
+            token.cancel();
+            supervisor.join(kind).await;
+        }
+    }
+}
+
+/// How long lifecycle events may take to reach the pipeline at shutdown.
+const LIFECYCLE_FLUSH: Duration = Duration::from_secs(2);
 
 impl Host {
     /// Opens the event store, then starts the sinks, sources, executors and
@@ -77,8 +105,26 @@ impl Host {
         // host's event queue, which the pipeline creates: it is bound once
         // the pipeline is up.
         let automations = AutomationSlot::default();
-        let sinks = plan.sinks.iter().map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations))).collect();
-        let pipeline = Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing)?;
+        let (lifecycle, lifecycle_binder) = Lifecycle::new();
+        let supervisor = Supervisor::new(lifecycle);
+        let groups = Groups::default();
+        let sink_supervision = SinkSupervision {
+            supervisor: supervisor.clone(),
+            group: groups.sinks.clone(),
+            supervision: Supervision { restart: plan.restart.clone(), health: plan.health.clone() },
+        };
+        let sinks = plan
+            .sinks
+            .iter()
+            .map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations, &sink_supervision)))
+            .collect();
+        let pipeline = match Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing) {
+            Ok(pipeline) => pipeline,
+            Err(e) => {
+                groups.stop_all(&supervisor).await;
+                return Err(e.into());
+            }
+        };
         tracing::info!(
             state_dir = %state_dir.display(),
             stored = pipeline.opened.last_seq,
@@ -87,6 +133,7 @@ impl Host {
         );
         let Some(host_queue) = pipeline.queue(HOST_INSTANCE) else { unreachable!("the host queue is created above") };
         let host_events = HostEvents::new(host_queue);
+        lifecycle_binder.bind(host_events.clone());
         let executors = Arc::new(ExecutorPool::new(&plan));
         let commands =
             Arc::new(CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone())));
@@ -96,15 +143,17 @@ impl Host {
             host_events.clone(),
         )));
 
-        let mut sources = Vec::new();
         let mut endpoints = HashMap::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
             let slot = ClientSlot::default();
             let Some(queue) = pipeline.queue(&source.name) else { continue };
-            let supervisor = SourceSupervisor::new(source.clone(), plan.start.clone(), plan.restart.clone(), cursor)
-                .with_client_slot(Arc::clone(&slot));
-            sources.push(tokio::spawn(supervisor.run(queue, shutdown.clone())));
+            let workload = SourceWorkload::new(source.clone(), cursor, queue, Arc::clone(&slot));
+            if let Err(e) =
+                supervisor.spawn(sources_mod::spec(source, &plan.start), Box::new(workload), &groups.sources)
+            {
+                tracing::error!(source = %source.name, "{e}");
+            }
             endpoints.insert(
                 source.name.clone(),
                 http::sources::SourceEndpoint {
@@ -116,7 +165,8 @@ impl Host {
                 },
             );
         }
-        let mut tasks = executors.supervise_all(&plan.restart, &shutdown);
+        executors.supervise_all(&supervisor, &groups.executors);
+        let mut tasks = Vec::new();
 
         let http_addr = if config.http.enabled {
             let (store, counters, sink_stats) =
@@ -129,6 +179,7 @@ impl Host {
                     ingress: pipeline.ingress.clone(),
                 }))
                 .merge(chatops::http::router(Arc::clone(&commands), config.http.token.clone(), &config.commands))
+                .merge(http::plugins::router(supervisor.clone(), config.http.token.clone()))
                 .merge(http::stats::router(
                     move || super::pipeline::stats_json(&store, &counters, &sink_stats),
                     config.http.token.clone(),
@@ -141,31 +192,75 @@ impl Host {
                 }
                 Err(source) => {
                     shutdown.cancel();
-                    for task in sources.into_iter().chain(tasks) {
-                        let _ = task.await;
-                    }
-                    pipeline.stop().await;
+                    groups.sources.cancel();
+                    supervisor.join(Kind::Source).await;
+                    groups.executors.cancel();
+                    supervisor.join(Kind::Executor).await;
+                    pipeline.stop_within(plan.shutdown.drain_timeout).await;
+                    groups.stop_all(&supervisor).await;
                     return Err(HostError::Listen { addr: config.http.listen, source });
                 }
             }
         } else {
             None
         };
-        Ok(Self { plan, shutdown, host_events, executors, commands, http_addr, state_dir, sources, tasks, pipeline })
+        Ok(Self {
+            plan,
+            shutdown,
+            host_events,
+            executors,
+            commands,
+            http_addr,
+            state_dir,
+            supervisor,
+            groups,
+            tasks,
+            pipeline,
+        })
     }
 
-    /// Waits for shutdown, then for every part to stop (plugins shut down
-    /// through their controller), then stops the pipeline: what the sources
-    /// sent is stored, sinks deliver what they can, cursors are persisted.
+    /// Waits for shutdown, then stops in order: sources first (what they
+    /// sent is queued), in-flight commands get up to `shutdown.drain_timeout`,
+    /// executors stop, the pipeline stores what is queued and sinks deliver
+    /// what they can within `drain_timeout`, then the sink plugins stop.
+    /// Plugins stop through their controller; what lingers past `kill_grace`
+    /// is killed with its process group.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
-        tracing::info!("shutting down");
-        for task in self.sources.into_iter().chain(self.tasks) {
-            let _ = task.await;
+        let drain = self.plan.shutdown.drain_timeout;
+        tracing::info!("shutting down: stopping sources");
+        self.groups.sources.cancel();
+        self.supervisor.join(Kind::Source).await;
+
+        let in_flight = self.executors.in_flight();
+        if in_flight > 0 {
+            tracing::info!(commands = in_flight, "waiting up to {drain:?} for running commands");
+            if tokio::time::timeout(drain, self.executors.drain()).await.is_err() {
+                tracing::warn!(
+                    commands = self.executors.in_flight(),
+                    "commands still running after shutdown.drain_timeout ({drain:?}); their plugins are stopped"
+                );
+            }
         }
+        self.groups.executors.cancel();
+        self.supervisor.join(Kind::Executor).await;
+        // The HTTP server stops with the shutdown token; a client that holds
+        // a stream open is not waited for past the drain timeout.
+        let _ = tokio::time::timeout(drain, async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+        })
+        .await;
+
+        // Lifecycle events of the stopped instances are stored too.
+        let _ = tokio::time::timeout(LIFECYCLE_FLUSH, self.supervisor.lifecycle().flush()).await;
         drop(self.host_events);
         drop(self.commands);
-        self.pipeline.stop().await;
+        self.pipeline.stop_within(drain).await;
+        self.groups.sinks.cancel();
+        self.supervisor.join(Kind::Sink).await;
+        tracing::info!("stopped");
     }
 }
 

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use plugboard_proto::plugboard::v1::PluginKind;
 
-use super::config::{Config, ConfigError, ExecutorConfig, RestartConfig, SourceConfig};
+use super::config::{Config, ConfigError, ExecutorConfig, HealthConfig, RestartConfig, ShutdownConfig, SourceConfig};
 use super::pipeline::{DropTypes, HTTP_INSTANCE};
 use super::registry::Registry;
 use super::resolve::CommandTable;
 use super::routing::Routing;
 use super::sinks::SinkPlan;
+use super::supervisor::Supervision;
 use crate::plugin::{Described, StartOptions, kind_name};
 
 /// Default time a command may run.
@@ -32,6 +33,8 @@ pub struct SourcePlan {
     pub drop_types: DropTypes,
     /// Bearer token for `/v1/sources/{name}`, when it differs from `http.token`.
     pub http_token: Option<String>,
+    /// Restart policy and health checks (top level with the instance's overrides).
+    pub supervision: Supervision,
 }
 
 #[derive(Clone)]
@@ -49,6 +52,8 @@ pub struct ExecutorPlan {
     /// Values of config fields the plugin's schema marks secret; masked in
     /// everything the host shows.
     pub secrets: Vec<String>,
+    /// Restart policy and health checks (top level with the instance's overrides).
+    pub supervision: Supervision,
 }
 
 /// Never prints secret config values.
@@ -76,6 +81,10 @@ pub struct Plan {
     pub table: CommandTable,
     pub start: StartOptions,
     pub restart: RestartConfig,
+    /// Health checks of instances without their own (plugin sinks).
+    pub health: HealthConfig,
+    /// How the host stops.
+    pub shutdown: ShutdownConfig,
     /// Where events go (at least one sink: `stdout` when none is configured).
     pub sinks: Vec<SinkPlan>,
     pub routing: Arc<Routing>,
@@ -102,6 +111,8 @@ pub fn embedded_default(registry: &Registry) -> Config {
             timeout: None,
             max_concurrent: None,
             max_output: None,
+            restart: None,
+            health: None,
         })
         .collect();
     Config {
@@ -112,6 +123,8 @@ pub fn embedded_default(registry: &Registry) -> Config {
             config: Some(serde_json::json!({ "interval": "1s" })),
             drop_types: Vec::new(),
             http_token: None,
+            restart: None,
+            health: None,
         }],
         executors,
         ..Config::default()
@@ -147,6 +160,7 @@ fn launch_security(settings: &super::config::PluginSettings) -> crate::plugin::L
 /// Checks `config` against the discovered plugins. `origin` names the file
 /// (or "embedded default") in errors.
 pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Plan, ConfigError> {
+    let root = config;
     let mut problems = config.static_problems();
     for name in config.plugins.keys() {
         if !registry.entries.iter().any(|e| &e.file_name == name) {
@@ -170,7 +184,16 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         // A bad pattern is reported by static_problems.
         let drop_types = DropTypes::new(&s.drop_types).unwrap_or_default();
         let http_token = s.http_token.clone().filter(|t| !t.is_empty());
-        sources.push(SourcePlan { name: s.name.clone(), path, plugin, config, drop_types, http_token });
+        let (restart, health) = root.supervision_of(s.restart.as_ref(), s.health.as_ref());
+        sources.push(SourcePlan {
+            name: s.name.clone(),
+            path,
+            plugin,
+            config,
+            drop_types,
+            http_token,
+            supervision: Supervision { restart, health },
+        });
     }
 
     for (i, e) in config.executors.iter().enumerate() {
@@ -208,6 +231,10 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
             max_concurrent: e.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT),
             max_output: e.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
             secrets,
+            supervision: {
+                let (restart, health) = root.supervision_of(e.restart.as_ref(), e.health.as_ref());
+                Supervision { restart, health }
+            },
         });
     }
 
@@ -247,6 +274,8 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         table,
         start: start_options(config),
         restart: config.restart.clone(),
+        health: config.health.clone(),
+        shutdown: config.shutdown.clone(),
         sinks,
         routing: Arc::new(routing),
     })

@@ -1,153 +1,119 @@
-//! Supervised source instances: start the plugin, open its stream with the
-//! last cursor, forward its events; when the plugin crashes or the stream
-//! fails, restart it with backoff and resume from the last cursor. The host
-//! and the other instances carry on untouched.
+//! Source instances: the [`Workload`] the supervisor runs on a source's
+//! plugin process. It opens the stream with the last cursor and forwards
+//! events into the source's pipeline queue; the supervisor restarts the
+//! process (with backoff, resuming from the cursor) when it crashes, hangs
+//! or its stream fails.
+//!
+//! A stream that ends cleanly while the process lives is reopened from the
+//! last cursor after the restart backoff, as long as each stream made
+//! progress (moved the cursor). A stream that ends without progress means the
+//! source has nothing more to send: it is finished (`range` with a `limit`
+//! finishes after one empty reopen), so a finite source never spins.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
-use tokio_util::sync::CancellationToken;
+use std::time::Instant;
 
 use super::backoff::Backoff;
-use super::config::RestartConfig;
 use super::pipeline::SourceQueue;
 use super::plan::SourcePlan;
-use crate::plugin::{self, SourceClient, StartOptions};
+use super::supervisor::{InstanceSpec, Kind, WorkEnd, Workload};
+use crate::plugin::{PluginHandle, SourceClient, StartOptions};
 
-/// Where a supervisor publishes the client of its running plugin, so HTTP
+/// Where a source publishes the client of its running plugin, so HTTP
 /// requests for the instance can be forwarded (`None` while it restarts).
 pub type ClientSlot = Arc<RwLock<Option<SourceClient>>>;
 
-/// How one run of the plugin ended.
-enum RunEnd {
-    /// The source ended its stream cleanly: nothing more to read.
-    Finished,
-    /// The host is shutting down.
-    Shutdown,
-    /// Crashed, exited, or the stream failed: restart.
-    Failed(String),
-}
-
-pub struct SourceSupervisor {
-    plan: SourcePlan,
-    start: StartOptions,
-    backoff: Backoff,
-    name: Arc<str>,
-    cursor: Option<String>,
-    slot: Option<ClientSlot>,
-}
-
-impl SourceSupervisor {
-    pub fn new(plan: SourcePlan, start: StartOptions, restart: RestartConfig, cursor: Option<String>) -> Self {
-        let name = Arc::from(plan.name.as_str());
-        Self { plan, start, backoff: Backoff::new(restart), name, cursor, slot: None }
+/// What the supervisor needs to run `plan`'s process.
+pub fn spec(plan: &SourcePlan, start: &StartOptions) -> InstanceSpec {
+    InstanceSpec {
+        kind: Kind::Source,
+        name: plan.name.clone(),
+        plugin: plan.plugin.info.name.clone(),
+        path: plan.path.clone(),
+        start: start.clone(),
+        supervision: plan.supervision.clone(),
     }
+}
 
-    /// Publishes the running plugin's client in `slot`.
-    pub fn with_client_slot(mut self, slot: ClientSlot) -> Self {
-        self.slot = Some(slot);
-        self
+/// Streams one source's events into its queue.
+pub struct SourceWorkload {
+    plan: SourcePlan,
+    cursor: Option<String>,
+    out: SourceQueue,
+    slot: ClientSlot,
+    /// Delay between reopening streams that ended cleanly.
+    reopen: Backoff,
+}
+
+impl SourceWorkload {
+    pub fn new(plan: SourcePlan, cursor: Option<String>, out: SourceQueue, slot: ClientSlot) -> Self {
+        let reopen = Backoff::new(plan.supervision.restart.clone());
+        Self { plan, cursor, out, slot, reopen }
     }
 
     fn publish_client(&self, client: Option<SourceClient>) {
-        if let Some(slot) = &self.slot {
-            *slot.write().unwrap_or_else(|e| e.into_inner()) = client;
-        }
+        *self.slot.write().unwrap_or_else(|e| e.into_inner()) = client;
     }
 
-    /// Runs until the source finishes or `shutdown` is cancelled.
-    pub async fn run(mut self, out: SourceQueue, shutdown: CancellationToken) {
+    /// Reads one stream to its end; `Err` when it failed.
+    async fn stream_once(&mut self, client: &mut SourceClient) -> Result<(), String> {
+        let mut stream = client
+            .stream(&self.plan.name, &self.plan.config, self.cursor.as_deref())
+            .await
+            .map_err(|status| format!("cannot open the event stream: {}", status.message()))?;
         loop {
-            let started = Instant::now();
-            match self.run_once(&out, &shutdown).await {
-                RunEnd::Finished => {
-                    tracing::info!(source = %self.name, "source finished its stream");
-                    return;
-                }
-                RunEnd::Shutdown => return,
-                RunEnd::Failed(reason) => {
-                    let delay = self.backoff.next_delay(started.elapsed());
-                    tracing::warn!(
-                        source = %self.name,
-                        restarts = self.backoff.failures(),
-                        "source failed: {reason}; restarting in {delay:?} from cursor {:?}",
-                        self.cursor.as_deref().unwrap_or("")
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return,
+            match stream.message().await {
+                Ok(Some(resp)) => {
+                    let Some(event) = resp.event else {
+                        tracing::warn!(source = %self.plan.name, "rejected a stream message without an event");
+                        continue;
+                    };
+                    // Validation, drop_types and dedupe happen in the pipeline.
+                    // Back-pressure: while this source's queue is full its
+                    // stream is not read. The cursor moves only once the event
+                    // is queued, so a run cut short resumes before it.
+                    if self.out.send(event, resp.cursor.clone()).await.is_err() {
+                        // The pipeline has stopped: the host is shutting down
+                        // and stops this instance next.
+                        return std::future::pending().await;
+                    }
+                    if !resp.cursor.is_empty() {
+                        self.cursor = Some(resp.cursor);
                     }
                 }
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(format!("event stream failed: {}", status.message())),
             }
         }
     }
+}
 
-    async fn run_once(&mut self, out: &SourceQueue, shutdown: &CancellationToken) -> RunEnd {
-        let handle = tokio::select! {
-            h = plugin::launch(&self.plan.name, &self.plan.path, &self.start) => match h {
-                Ok(h) => h,
-                Err(e) => return RunEnd::Failed(format!("cannot start plugin {:?}: {e}", self.plan.plugin.info.name)),
-            },
-            _ = shutdown.cancelled() => return RunEnd::Shutdown,
-        };
-        let process = handle.process();
-        tracing::info!(source = %self.name, plugin = %handle.info().name, pid = process.pid(), "source started");
-        let mut client = handle.source();
+#[tonic::async_trait]
+impl Workload for SourceWorkload {
+    async fn run(&mut self, plugin: &PluginHandle) -> WorkEnd {
+        let mut client = plugin.source();
         self.publish_client(Some(client.clone()));
-        let end = 'run: {
-            let mut stream = match client.stream(&self.plan.name, &self.plan.config, self.cursor.as_deref()).await {
-                Ok(s) => s,
-                Err(status) => {
-                    break 'run RunEnd::Failed(format!("cannot open the event stream: {}", status.message()));
-                }
-            };
-            loop {
-                tokio::select! {
-                    msg = stream.message() => match msg {
-                        Ok(Some(resp)) => {
-                            let Some(event) = resp.event else {
-                                tracing::warn!(source = %self.name, "rejected a stream message without an event");
-                                continue;
-                            };
-                            // Validation, drop_types and dedupe happen in the pipeline.
-                            let cursor = resp.cursor;
-                            // Back-pressure: while this source's queue is full its stream is not read.
-                            tokio::select! {
-                                sent = out.send(event, cursor.clone()) => if sent.is_err() { break 'run RunEnd::Shutdown },
-                                _ = shutdown.cancelled() => break 'run RunEnd::Shutdown,
-                            }
-                            if !cursor.is_empty() {
-                                self.cursor = Some(cursor);
-                            }
-                        }
-                        Ok(None) => break 'run RunEnd::Finished,
-                        Err(status) => {
-                            // A dead process shows up here first; prefer its exit status.
-                            let exited = tokio::time::timeout(Duration::from_millis(500), process.wait()).await;
-                            break 'run match exited {
-                                Ok(reason) => RunEnd::Failed(format!("plugin process {} exited ({reason})", process.pid())),
-                                Err(_) => RunEnd::Failed(format!("event stream failed: {}", status.message())),
-                            };
-                        }
-                    },
-                    reason = process.wait() => {
-                        break 'run RunEnd::Failed(format!("plugin process {} exited ({reason})", process.pid()));
-                    }
-                    _ = shutdown.cancelled() => break 'run RunEnd::Shutdown,
-                }
+        loop {
+            let opened = Instant::now();
+            let before = self.cursor.clone();
+            if let Err(reason) = self.stream_once(&mut client).await {
+                return WorkEnd::Failed(reason);
             }
-        };
-        self.publish_client(None);
-        match &end {
-            RunEnd::Failed(_) => {
-                // Make sure nothing of the failed run is left behind.
-                handle.shutdown().await;
+            if self.cursor == before {
+                return WorkEnd::Finished;
             }
-            RunEnd::Finished | RunEnd::Shutdown => {
-                let reason = handle.shutdown().await;
-                tracing::debug!(source = %self.name, "plugin stopped ({reason})");
-            }
+            let delay = self.reopen.next_delay(opened.elapsed());
+            tracing::info!(
+                source = %self.plan.name,
+                plugin = %self.plan.plugin.info.name,
+                "the event stream ended while the plugin runs; reopening it in {delay:?} from cursor {:?}",
+                self.cursor.as_deref().unwrap_or("")
+            );
+            tokio::time::sleep(delay).await;
         }
-        end
+    }
+
+    fn detached(&mut self) {
+        self.publish_client(None);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod binding;
 pub mod events;
+pub mod plugins;
 pub mod sources;
 pub mod stats;
 

@@ -125,18 +125,23 @@ impl Pipeline {
     /// stored, sinks get a few seconds to deliver what is stored, cursors are
     /// persisted, the store closes.
     pub async fn stop(self) {
+        self.stop_within(DRAIN_DEADLINE).await
+    }
+
+    /// [`Pipeline::stop`], giving the store and the sinks up to `drain` each.
+    pub async fn stop_within(self, drain: Duration) {
         let Pipeline { store, queues, catcher_stop, catcher, dispatch, mut dispatchers, .. } = self;
         drop(queues);
         catcher_stop.cancel();
         let _ = catcher.await;
         // What the catcher handed over is committed before sinks drain.
-        match tokio::time::timeout(DRAIN_DEADLINE, store.flush()).await {
+        match tokio::time::timeout(drain, store.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("cannot store the last events at shutdown: {e}"),
-            Err(_) => tracing::error!("the event store did not commit within {DRAIN_DEADLINE:?} at shutdown"),
+            Err(_) => tracing::error!("the event store did not commit within {drain:?} at shutdown"),
         }
         dispatch.drain.cancel();
-        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+        let drained = tokio::time::timeout(drain, async {
             for d in &mut dispatchers {
                 let _ = d.await;
             }
@@ -144,7 +149,7 @@ impl Pipeline {
         .await;
         if drained.is_err() {
             tracing::warn!(
-                "sinks did not deliver everything within {DRAIN_DEADLINE:?}; the rest is delivered after the next start"
+                "sinks did not deliver everything within {drain:?}; the rest is delivered after the next start"
             );
             dispatch.stop.cancel();
             for d in dispatchers {

@@ -68,10 +68,10 @@ pub struct Route {
 impl Route {
     /// Whether `stored` takes this route.
     pub fn matches(&self, stored: &StoredEvent) -> bool {
-        if let Some(sources) = &self.sources
-            && !sources.contains(&*stored.instance)
-        {
-            return false;
+        match &self.sources {
+            Some(sources) if !sources.contains(&*stored.instance) => return false,
+            None if is_lifecycle(stored) => return false,
+            _ => {}
         }
         if !self.filters.iter().all(|f| f.matches(&stored.event)) {
             return false;
@@ -105,10 +105,19 @@ pub enum SinkRoutes {
     Routes(Arc<[Arc<Route>]>),
 }
 
+/// Plugin lifecycle events (`dev.plugboard.plugin.*` from the host) are
+/// stored like every event but delivered only through routes that name the
+/// `plugboard` instance in `sources`: operators opt in, so sinks that take
+/// "everything" are not flooded by a crash-looping plugin.
+fn is_lifecycle(stored: &StoredEvent) -> bool {
+    &*stored.instance == crate::runtime::host_events::HOST_INSTANCE
+        && stored.event.r#type.starts_with(crate::runtime::supervisor::lifecycle::TYPE_PREFIX)
+}
+
 impl SinkRoutes {
     pub fn matches(&self, stored: &StoredEvent) -> bool {
         match self {
-            SinkRoutes::Everything => true,
+            SinkRoutes::Everything => !is_lifecycle(stored),
             SinkRoutes::Routes(routes) => routes.iter().any(|r| r.matches(stored)),
         }
     }
@@ -251,6 +260,26 @@ mod tests {
         // A condition that errors (no `severity`) is no match, and counted.
         assert!(!pager.matches(&stored("alerts", "com.example.alert", "{}")));
         assert_eq!(r.routes()[0].condition_errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn lifecycle_events_go_only_where_a_route_names_the_plugboard_instance() {
+        let started = stored("plugboard", "dev.plugboard.plugin.started", "{}");
+        let audit = stored("plugboard", "dev.plugboard.command.executed", "{}");
+        let everything = Routing::default().for_sink("out");
+        assert!(!everything.matches(&started));
+        assert!(everything.matches(&audit));
+        let configs: Vec<RouteConfig> = serde_yaml::from_str(
+            "- { sinks: [all] }\n- { sources: [plugboard], sinks: [ops] }\n- { sources: [a], filters: [{ prefix: { type: dev. } }], sinks: [a] }\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        let r = Routing::compile(&configs, &["plugboard", "a"], &["all", "ops", "a"], &[], &mut problems);
+        assert_eq!(problems, Vec::<String>::new());
+        assert!(!r.for_sink("all").matches(&started));
+        assert!(r.for_sink("all").matches(&audit));
+        assert!(r.for_sink("ops").matches(&started));
+        assert!(!r.for_sink("a").matches(&started));
     }
 
     #[test]

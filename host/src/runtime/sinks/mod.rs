@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub use automation::{AUTOMATION_SINK_PREFIX, AutomationSlot};
 pub use config::{RetryConfig, SinkConfig, SinkKind, SinkPlan};
 pub use dispatcher::{Dispatcher, SinkStats};
+pub use plugin::SinkSupervision;
 
 use super::store::StoredEvent;
 use crate::plugin::StartOptions;
@@ -65,7 +66,12 @@ impl Sink for Discard {
 }
 
 /// The sink for `plan`.
-pub fn build(plan: &SinkPlan, start: &StartOptions, automations: &AutomationSlot) -> Box<dyn Sink> {
+pub fn build(
+    plan: &SinkPlan,
+    start: &StartOptions,
+    automations: &AutomationSlot,
+    supervision: &SinkSupervision,
+) -> Box<dyn Sink> {
     match &plan.kind {
         SinkKind::Automation { name } => {
             Box::new(automation::AutomationSink { name: name.clone(), slot: automations.clone() })
@@ -81,6 +87,7 @@ pub fn build(plan: &SinkPlan, start: &StartOptions, automations: &AutomationSlot
             Arc::clone(plugin),
             config.clone(),
             start.clone(),
+            supervision.clone(),
         )),
     }
 }

@@ -1,29 +1,41 @@
-//! Plugin sinks: any plugin of kind SINK, through `Sink.Publish`. The process
-//! is started with the host; when it crashes or stops answering, the failed
-//! delivery drops it and the next attempt (after the sink's retry backoff)
-//! starts a fresh one, so a sink plugin is restarted with backoff like every
-//! other plugin.
+//! Plugin sinks: any plugin of kind SINK, through `Sink.Publish`. The
+//! process runs under the supervisor like every plugin (restart policy,
+//! health checks, lifecycle events); a delivery uses the running process,
+//! and one that finds it down fails at once and is retried by the
+//! dispatcher. A plugin that stops answering Publish is reported to the
+//! supervisor, which restarts it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{DeliveryError, Sink};
-use crate::plugin::{self, Described, PluginHandle, StartOptions};
+use crate::plugin::{Described, StartOptions};
 use crate::runtime::store::StoredEvent;
+use crate::runtime::supervisor::{Instance, InstanceSpec, Kind, Serve, Supervision, Supervisor};
 
 /// How long one `Publish` may take.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a health check may take when telling a refusal from a crash.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where plugin sinks run their processes.
+#[derive(Clone)]
+pub struct SinkSupervision {
+    pub supervisor: Supervisor,
+    /// Cancelled after the pipeline has drained.
+    pub group: CancellationToken,
+    pub supervision: Supervision,
+}
+
 pub struct PluginSink {
     name: Arc<str>,
-    path: PathBuf,
-    plugin: Arc<Described>,
     config: serde_json::Value,
-    start: StartOptions,
-    handle: Option<PluginHandle>,
+    spec: InstanceSpec,
+    supervision: SinkSupervision,
+    instance: Option<Arc<Instance>>,
 }
 
 impl PluginSink {
@@ -33,33 +45,42 @@ impl PluginSink {
         plugin: Arc<Described>,
         config: serde_json::Value,
         start: StartOptions,
+        supervision: SinkSupervision,
     ) -> Self {
-        Self { name, path, plugin, config, start, handle: None }
+        let spec = InstanceSpec {
+            kind: Kind::Sink,
+            name: name.to_string(),
+            plugin: plugin.info.name.clone(),
+            path,
+            start,
+            supervision: supervision.supervision.clone(),
+        };
+        Self { name, config, spec, supervision, instance: None }
     }
 
-    async fn handle(&mut self) -> Result<&PluginHandle, DeliveryError> {
-        if self.handle.is_none() {
-            let handle = plugin::launch(&self.name, &self.path, &self.start).await.map_err(|e| {
-                DeliveryError::retry(format!("cannot start sink plugin {:?}: {e}", self.plugin.info.name))
-            })?;
-            tracing::info!(sink = %self.name, plugin = %handle.info().name, pid = handle.process().pid(), "sink started");
-            self.handle = Some(handle);
+    fn instance(&mut self) -> Result<Arc<Instance>, DeliveryError> {
+        if self.instance.is_none() {
+            let spawned =
+                self.supervision.supervisor.spawn(self.spec.clone(), Box::new(Serve), &self.supervision.group);
+            self.instance = Some(spawned.map_err(|e| DeliveryError::retry(e.to_string()))?);
         }
-        self.handle.as_ref().ok_or_else(|| DeliveryError::retry("sink plugin not running"))
+        self.instance.clone().ok_or_else(|| DeliveryError::retry("sink plugin not running"))
     }
 }
 
 #[tonic::async_trait]
 impl Sink for PluginSink {
     async fn deliver(&mut self, events: &[Arc<StoredEvent>]) -> Result<(), DeliveryError> {
-        let name = Arc::clone(&self.name);
-        let config = self.config.clone();
-        let handle = self.handle().await?.clone();
+        let instance = self.instance()?;
+        let handle = instance
+            .ready(self.spec.start.start_timeout)
+            .await
+            .map_err(|reason| DeliveryError::retry(format!("sink plugin is not available: {reason}")))?;
         let batch = events.iter().map(|e| e.event.clone()).collect();
         let mut client = handle.sink();
         let process = handle.process();
         let failure = tokio::select! {
-            result = tokio::time::timeout(PUBLISH_TIMEOUT, client.publish(&name, &config, batch)) => match result {
+            result = tokio::time::timeout(PUBLISH_TIMEOUT, client.publish(&self.name, &self.config, batch)) => match result {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(status)) => {
                     // A plugin that still answers its health check refused
@@ -68,30 +89,29 @@ impl Sink for PluginSink {
                         return Err(DeliveryError::retry(format!("sink plugin refused the batch: {}", status.message())));
                     }
                     match process.exit_reason() {
-                        Some(reason) => format!("sink plugin process {} exited ({reason})", process.pid()),
+                        // The supervisor sees the exit itself.
+                        Some(reason) => return Err(DeliveryError::retry(format!("sink plugin process {} exited ({reason})", process.pid()))),
                         None => format!("sink plugin does not answer: {}", status.message()),
                     }
                 }
                 Err(_) => format!("sink plugin did not answer within {PUBLISH_TIMEOUT:?}"),
             },
-            reason = process.wait() => format!("sink plugin process {} exited ({reason})", process.pid()),
+            reason = process.wait() => return Err(DeliveryError::retry(format!("sink plugin process {} exited ({reason})", process.pid()))),
         };
-        tracing::warn!(sink = %self.name, "{failure}; restarting it for the next attempt");
-        handle.shutdown().await;
-        self.handle = None;
+        instance.report_failure(failure.clone());
         Err(DeliveryError::retry(failure))
     }
 
     async fn start(&mut self) {
-        if let Err(e) = self.handle().await {
-            tracing::warn!(sink = %self.name, "{}; retrying with the first delivery", e.message);
+        if let Err(e) = self.instance() {
+            tracing::warn!(sink = %self.name, plugin = %self.spec.plugin, "{}", e.message);
         }
     }
 
     async fn close(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            let reason = handle.shutdown().await;
-            tracing::debug!(sink = %self.name, "sink plugin stopped ({reason})");
+        if self.instance.take().is_some() {
+            // Stops only this sink's process, through its controller.
+            let _ = self.supervision.supervisor.stop(Kind::Sink, &self.name).await;
         }
     }
 }
