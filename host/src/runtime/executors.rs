@@ -74,6 +74,11 @@ impl ExecutorInstance {
         &self.plan
     }
 
+    /// Whether its process is up and running now (metrics).
+    pub fn is_running(&self) -> bool {
+        matches!(&*self.state.borrow(), State::Ready(h) if h.process().exit_reason().is_none())
+    }
+
     /// Keeps the instance's process running until `shutdown`.
     async fn supervise(self: Arc<Self>, mut start: StartOptions, restart: RestartConfig, shutdown: CancellationToken) {
         start.redact = self.plan.secrets.clone();

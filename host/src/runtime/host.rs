@@ -19,12 +19,46 @@ use super::config::Config;
 use super::executors::ExecutorPool;
 use super::host_events::{HOST_INSTANCE, HostEvents};
 use super::http;
+use super::metrics::{CommandMetrics, Metrics, PipelineCollector, PluginSample, PluginSamples};
 use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
 use super::routing::SinkRoutes;
 use super::sinks::AutomationSlot;
 use super::sources::{ClientSlot, SourceSupervisor};
 use super::store::StoreError;
+
+/// How long open HTTP connections may hold up the end of a shutdown.
+const HTTP_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Plugin states for `/metrics` from what the runtime exposes today: whether
+/// each source and executor instance has a running process. Restarts,
+/// deactivation and exit codes come with the supervisor's statuses.
+fn running_plugins(
+    plan: &Plan,
+    sources: Vec<(String, String, ClientSlot)>,
+    executors: Arc<ExecutorPool>,
+) -> PluginSamples {
+    let executor_plugins: Vec<(String, String)> =
+        plan.executors.iter().map(|e| (e.name.clone(), e.plugin.info.name.clone())).collect();
+    let sample = |instance: &str, kind: &str, plugin: &str, up: bool| PluginSample {
+        instance: instance.to_owned(),
+        kind: kind.to_owned(),
+        plugin: plugin.to_owned(),
+        up,
+        restarts: 0,
+        deactivated: false,
+        last_exit_code: None,
+    };
+    Arc::new(move || {
+        let sources = sources.iter().map(|(instance, plugin, slot)| {
+            sample(instance, "source", plugin, slot.read().is_ok_and(|client| client.is_some()))
+        });
+        let executors = executor_plugins.iter().map(|(instance, plugin)| {
+            sample(instance, "executor", plugin, executors.instance(instance).is_some_and(|i| i.is_running()))
+        });
+        sources.chain(executors).collect()
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -46,9 +80,16 @@ pub struct Host {
     pub http_addr: Option<SocketAddr>,
     /// Where the event store lives.
     pub state_dir: PathBuf,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
+    /// What `GET /readyz` checks.
+    pub readiness: http::Readiness,
     sources: Vec<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
     pipeline: Pipeline,
+    /// The HTTP server outlives the rest, so `/readyz` can say "shutting down".
+    http_task: Option<JoinHandle<()>>,
+    http_stop: CancellationToken,
 }
 
 impl Host {
@@ -60,10 +101,18 @@ impl Host {
         let mut pipeline_sources: Vec<PipelineSource> = plan
             .sources
             .iter()
-            .map(|s| PipelineSource { name: Arc::from(s.name.as_str()), drop_types: s.drop_types.clone() })
+            .map(|s| PipelineSource {
+                name: Arc::from(s.name.as_str()),
+                drop_types: s.drop_types.clone(),
+                plugin: Some(Arc::from(s.plugin.info.name.as_str())),
+            })
             .collect();
         for pseudo in [HOST_INSTANCE, HTTP_INSTANCE] {
-            pipeline_sources.push(PipelineSource { name: Arc::from(pseudo), drop_types: DropTypes::default() });
+            pipeline_sources.push(PipelineSource {
+                name: Arc::from(pseudo),
+                drop_types: DropTypes::default(),
+                plugin: None,
+            });
         }
         for sink in &plan.sinks {
             if let SinkRoutes::Routes(routes) = plan.routing.for_sink(&sink.name)
@@ -88,8 +137,11 @@ impl Host {
         let Some(host_queue) = pipeline.queue(HOST_INSTANCE) else { unreachable!("the host queue is created above") };
         let host_events = HostEvents::new(host_queue);
         let executors = Arc::new(ExecutorPool::new(&plan));
-        let commands =
-            Arc::new(CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone())));
+        let command_metrics = Arc::new(CommandMetrics::default());
+        let commands = Arc::new(
+            CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone()))
+                .with_metrics(Arc::clone(&command_metrics)),
+        );
         automations.bind(Arc::new(AutomationRunner::new(
             config.automations.clone(),
             Arc::clone(&commands),
@@ -98,6 +150,7 @@ impl Host {
 
         let mut sources = Vec::new();
         let mut endpoints = HashMap::new();
+        let mut source_slots = Vec::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
             let slot = ClientSlot::default();
@@ -105,6 +158,7 @@ impl Host {
             let supervisor = SourceSupervisor::new(source.clone(), plan.start.clone(), plan.restart.clone(), cursor)
                 .with_client_slot(Arc::clone(&slot));
             sources.push(tokio::spawn(supervisor.run(queue, shutdown.clone())));
+            source_slots.push((source.name.clone(), source.plugin.info.name.clone(), Arc::clone(&slot)));
             endpoints.insert(
                 source.name.clone(),
                 http::sources::SourceEndpoint {
@@ -116,7 +170,17 @@ impl Host {
                 },
             );
         }
-        let mut tasks = executors.supervise_all(&plan.restart, &shutdown);
+        let tasks = executors.supervise_all(&plan.restart, &shutdown);
+        let metrics = Arc::new(Metrics::new(
+            PipelineCollector::new(&pipeline),
+            running_plugins(&plan, source_slots, Arc::clone(&executors)),
+            command_metrics,
+        ));
+        let readiness = {
+            let store = pipeline.store.clone();
+            http::Readiness::new(move || store.is_open())
+        };
+        let http_stop = CancellationToken::new();
 
         let http_addr = if config.http.enabled {
             let (store, counters, sink_stats) =
@@ -132,12 +196,13 @@ impl Host {
                 .merge(http::stats::router(
                     move || super::pipeline::stats_json(&store, &counters, &sink_stats),
                     config.http.token.clone(),
-                ));
-            match http::serve(&config.http, router, shutdown.clone()).await {
+                ))
+                .merge(http::metrics::router(Arc::clone(&metrics), config.http.token.clone()))
+                .merge(http::ready::router(readiness.clone()));
+            match http::serve(&config.http, router, http_stop.clone(), &readiness).await {
                 Ok((addr, task)) => {
                     tracing::info!(addr = %addr, "http listening");
-                    tasks.push(task);
-                    Some(addr)
+                    Some((addr, task))
                 }
                 Err(source) => {
                     shutdown.cancel();
@@ -151,7 +216,23 @@ impl Host {
         } else {
             None
         };
-        Ok(Self { plan, shutdown, host_events, executors, commands, http_addr, state_dir, sources, tasks, pipeline })
+        let (http_addr, http_task) = http_addr.unzip();
+        Ok(Self {
+            plan,
+            shutdown,
+            host_events,
+            executors,
+            commands,
+            http_addr,
+            state_dir,
+            metrics,
+            readiness,
+            sources,
+            tasks,
+            pipeline,
+            http_task,
+            http_stop,
+        })
     }
 
     /// Waits for shutdown, then for every part to stop (plugins shut down
@@ -159,6 +240,7 @@ impl Host {
     /// sent is stored, sinks deliver what they can, cursors are persisted.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
+        self.readiness.set_shutting_down();
         tracing::info!("shutting down");
         for task in self.sources.into_iter().chain(self.tasks) {
             let _ = task.await;
@@ -166,6 +248,13 @@ impl Host {
         drop(self.host_events);
         drop(self.commands);
         self.pipeline.stop().await;
+        // Last: until here `/readyz` answers 503 and `/metrics` still reads.
+        self.http_stop.cancel();
+        if let Some(task) = self.http_task
+            && tokio::time::timeout(HTTP_STOP_DEADLINE, task).await.is_err()
+        {
+            tracing::warn!("the HTTP server did not close its connections within {HTTP_STOP_DEADLINE:?}");
+        }
     }
 }
 

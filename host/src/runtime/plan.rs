@@ -128,6 +128,7 @@ pub fn start_options(config: &Config) -> StartOptions {
         security: std::sync::Arc::new(
             config.plugins.iter().map(|(name, settings)| (name.clone(), launch_security(settings))).collect(),
         ),
+        ..defaults
     }
 }
 
@@ -245,7 +246,10 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         sources,
         executors,
         table,
-        start: start_options(config),
+        start: StartOptions {
+            plugin_names: Arc::new(registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect()),
+            ..start_options(config)
+        },
         restart: config.restart.clone(),
         sinks,
         routing: Arc::new(routing),
