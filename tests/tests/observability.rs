@@ -232,7 +232,7 @@ commands:
         let ids = ids(&lines);
         (0..N).all(|i| ids.contains(&format!("nums-{i}")))
             && ids.iter().any(|id| id == "dup-1")
-            && lines.iter().filter(|e| e["type"] == "dev.plugboard.audit").count() == 6
+            && lines.iter().filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("dev.plugboard.command."))).count() == 6
     });
     let in_file = json_lines(&out).len() as f64;
     let mut metrics = scrape(&addr);
