@@ -141,6 +141,7 @@ pub fn start_options(config: &Config) -> StartOptions {
         security: std::sync::Arc::new(
             config.plugins.iter().map(|(name, settings)| (name.clone(), launch_security(settings))).collect(),
         ),
+        ..defaults
     }
 }
 
@@ -272,7 +273,12 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         sources,
         executors,
         table,
-        start: start_options(config),
+        start: StartOptions {
+            plugin_names: Arc::new(
+                registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect(),
+            ),
+            ..start_options(config)
+        },
         restart: config.restart.clone(),
         health: config.health.clone(),
         shutdown: config.shutdown.clone(),
