@@ -39,6 +39,28 @@ pub fn plugin_events<'a>(events: &'a [Value], what: &str, name: &str) -> Vec<&'a
     events.iter().filter(|e| e["type"] == ty.as_str() && e["subject"] == name).collect()
 }
 
+/// The supervisor's lifecycle transitions of instance `name`, in order:
+/// (`started`, `exited`, `restarting`, ... without the type prefix, data).
+pub fn transitions(events: &[Value], name: &str) -> Vec<(String, Value)> {
+    events
+        .iter()
+        .filter(|e| e["subject"] == name && e["source"] == "/plugboard/host")
+        .filter_map(|e| {
+            let what = e["type"].as_str()?.strip_prefix("dev.plugboard.plugin.")?;
+            Some((what.to_owned(), e["data"].clone()))
+        })
+        .collect()
+}
+
+/// Whether `events` hold `exited` of `old`, then `restarting`, then
+/// `started` of `new`, in that order (other transitions may come between).
+pub fn restart_announced(events: &[(String, Value)], old: u32, new: u32) -> bool {
+    let Some(exited) = events.iter().position(|(t, d)| t == "exited" && d["pid"] == old) else { return false };
+    let rest = &events[exited..];
+    let Some(restarting) = rest.iter().position(|(t, _)| t == "restarting") else { return false };
+    rest[restarting..].iter().any(|(t, d)| t == "started" && d["pid"] == new)
+}
+
 /// Stdout lines that are JSON objects (the stdout sink's CloudEvents).
 pub fn json_events(lines: &[String]) -> Vec<Value> {
     lines.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(Value::is_object).collect()
@@ -87,5 +109,15 @@ mod tests {
         assert_eq!(plugin_events(&events, "exited", "a").len(), 1);
         assert_eq!(indexes(&events, "x", "a"), [0, 1]);
         assert!(contiguous(&[0, 1, 2]) && !contiguous(&[0, 2]) && !contiguous(&[1]));
+        let host = |t: &str, pid: u32| serde_json::json!({"type": format!("dev.plugboard.plugin.{t}"), "source": "/plugboard/host", "subject": "a", "data": {"pid": pid}});
+        let seq = [host("started", 1), host("exited", 1), host("restarting", 0), host("started", 2)];
+        let t = transitions(&seq, "a");
+        assert_eq!(
+            t.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(),
+            ["started", "exited", "restarting", "started"]
+        );
+        assert!(restart_announced(&t, 1, 2));
+        assert!(!restart_announced(&t, 2, 1));
+        assert!(!restart_announced(&t[..3], 1, 2));
     }
 }
