@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use plugboard_tests::lifecycle::started_pids;
+use plugboard_tests::metrics;
 use plugboard_tests::procs::{self, assert_no_zombie_or_orphan};
 use plugboard_tests::*;
 
@@ -107,7 +108,8 @@ fn sigkills_every_few_hundred_ms_lose_no_event_and_leave_no_command_unanswered()
     dir.add_plugin("range").add_plugin("echo");
     let sink = dir.path().join("events.jsonl");
     let config = dir.write_config(&format!(
-        "restart: {{ initial_backoff: 10ms, max_backoff: 200ms }}\nkill_grace: 500ms\n\
+        // Every kill is a failure: no circuit breaker within the soak.
+        "restart: {{ initial_backoff: 10ms, max_backoff: 200ms, max_restarts: 1000000 }}\nkill_grace: 500ms\n\
          sources:\n  - {{ name: numbers, plugin: range, config: {{ limit: {LIMIT}, interval: 2ms }} }}\n\
          executors:\n  - {{ name: echo, plugin: echo, timeout: 5s }}\n\
          sinks:\n  - {{ name: out, file: {{ path: {} }} }}\n",
@@ -169,6 +171,14 @@ fn sigkills_every_few_hundred_ms_lose_no_event_and_leave_no_command_unanswered()
     assert_eq!((reply.0, reply.1["output"].as_str()), (200, Some("after the soak\n")), "{}", reply.1);
     assert_no_zombie_or_orphan(host, &killed);
     let (rss_end, fds_end) = (rss_kib(host).unwrap(), procs::open_fds(host).unwrap());
+    // Every kill the supervisor saw is a restart in /metrics.
+    let samples = metrics::scrape(&addr);
+    let restarts: f64 = [("numbers", "source"), ("echo", "executor")]
+        .iter()
+        .filter_map(|(i, k)| {
+            metrics::value(&samples, "plugboard_plugin_restarts_total", &[("instance", i), ("kind", k)])
+        })
+        .sum();
 
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait_exit(DEADLINE).code(), Some(0), "{}", run.stderr.text());
@@ -177,7 +187,7 @@ fn sigkills_every_few_hundred_ms_lose_no_event_and_leave_no_command_unanswered()
     let wrong: Vec<&String> = figures.iter().flat_map(|f| &f.wrong).collect();
     eprintln!(
         "soak figures: {:?} of kills (seed {seed}): {} kills ({source_kills} source, {executor_kills} executor, the rest mid-launch), \
-         {} events (max index {}, {repeats} repeated lines), commands: {ok} ok, {unavailable} unavailable, {} wrong; \
+         {} events (max index {}, {repeats} repeated lines), commands: {ok} ok, {unavailable} unavailable, {} wrong; {restarts} restarts in /metrics; \
          host rss {rss_start} -> {rss_end} KiB, fds {fds_start} -> {fds_end}",
         soak_duration(),
         killed.len(),
@@ -190,6 +200,12 @@ fn sigkills_every_few_hundred_ms_lose_no_event_and_leave_no_command_unanswered()
     assert!(wrong.is_empty(), "commands without a proper answer: {wrong:#?}");
     assert!(ok > 0, "no command succeeded");
     assert!(source_kills > 0 && executor_kills > 0, "both kinds were killed: {source_kills} / {executor_kills}");
+    assert!(
+        restarts >= (source_kills + executor_kills) as f64 && restarts <= killed.len() as f64,
+        "{restarts} restarts for {} kills ({} of running plugins)",
+        killed.len(),
+        source_kills + executor_kills
+    );
     assert!(fds_end <= fds_start + 64, "host fds grew from {fds_start} to {fds_end}");
     assert!(rss_end < 2 * rss_start + 64 * 1024, "host rss grew from {rss_start} KiB to {rss_end} KiB");
     assert_no_zombie_or_orphan(host, &killed);
