@@ -2,7 +2,8 @@
 //! real `echo` and `range` plugins (release build).
 //!
 //! - start to ready: spawn, handshake, health, Describe (≥ 200 launches),
-//!   with AutoMTLS (the default) and without, interleaved, to show its cost
+//!   with AutoMTLS (the default) and without, and with resource limits (a
+//!   cgroup where cgroup v2 is writable, rlimits), interleaved, to show their cost
 //! - Execute round trip on one running plugin (≥ 10,000 calls)
 //! - source stream throughput (events/s through Source.Stream)
 //! - resident memory of one idle plugin
@@ -70,10 +71,29 @@ fn main() {
             ),
             ..StartOptions::default()
         };
+        let isolation = plugin::Isolation {
+            limits: plugboard_host::launcher::Limits {
+                memory: Some(512 << 20),
+                open_files: Some(1024),
+                cpu_time: Some(Duration::from_secs(3600)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let limited = StartOptions {
+            isolation: std::sync::Arc::new(plugin::IsolationTable {
+                instances: [("echo".to_owned(), isolation)].into(),
+                ..Default::default()
+            }),
+            ..StartOptions::default()
+        };
         let mut start = Vec::with_capacity(launches);
         let mut start_plain = Vec::with_capacity(launches);
+        let mut start_limited = Vec::with_capacity(launches);
         for _ in 0..launches {
-            for (options, samples) in [(&options, &mut start), (&plain, &mut start_plain)] {
+            for (options, samples) in
+                [(&options, &mut start), (&plain, &mut start_plain), (&limited, &mut start_limited)]
+            {
                 let t = Instant::now();
                 let handle = plugin::launch("echo", &echo, options).await.expect("launch echo");
                 samples.push(t.elapsed());
@@ -137,6 +157,7 @@ fn main() {
         println!("|{:-<40}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
         row("start to ready (echo, AutoMTLS)", &stats(start), "< 3 ms");
         row("start to ready (echo, plaintext)", &stats(start_plain), "< 3 ms");
+        row("start to ready (echo, AutoMTLS, limits)", &stats(start_limited), "< 3 ms");
         row("Execute round trip (echo, AutoMTLS)", &stats(round_trips), "< 40 µs");
         row("Execute round trip (echo, plaintext)", &stats(plain_round_trips), "< 40 µs");
         println!();

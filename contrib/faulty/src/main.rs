@@ -20,6 +20,9 @@
 //! stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES,
 //! flood-stderr BYTES, flood-stdout BYTES, grandchild, ignore-shutdown.
 
+mod env;
+mod spin;
+
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::OnceLock;
@@ -129,6 +132,8 @@ impl Executor for Faulty {
                 ignore_shutdown();
                 Ok(Reply::text("ignoring SIGTERM and Shutdown\n"))
             }
+            "env" => Ok(Reply::text(env::report())),
+            "spin" => spin::forever(),
             "sleep" => {
                 let d = humantime::parse_duration(arg.unwrap_or("1s")).map_err(PluginError::invalid_argument)?;
                 tokio::time::sleep(d).await;

@@ -136,6 +136,7 @@ mod tests {
             args: &[],
             inherit_env: true,
             env: Vec::new(),
+            setup: Default::default(),
         };
         let child = super::super::spawn::spawn(spec).await.expect("spawn the pinned file");
         drop(verified);

@@ -16,7 +16,9 @@
 mod address;
 mod checksum;
 mod connect;
+pub mod limits;
 mod output;
+mod run_as;
 mod spawn;
 pub mod tls;
 
@@ -40,7 +42,13 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub use address::{AddressError, AddressPolicy};
 pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
 pub use connect::connect as connect_channel;
+pub use limits::{CgroupMode, Enforcer, LimitHit, Limits, LimitsError};
 pub use output::StderrTail;
+pub use run_as::{RunAs, RunAsError};
+
+/// `PATH` of a plugin that does not inherit the host's environment, unless
+/// its `env` sets one: the system directories, nothing user-writable.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// How to launch one plugin process.
 #[derive(Debug, Clone)]
@@ -54,9 +62,19 @@ pub struct LaunchConfig {
     pub args: Vec<OsString>,
     pub handshake: HandshakeConfig,
     /// Give the plugin the host's environment (go-plugin's default). Either
-    /// way the handshake variables and `env` are set on top.
+    /// way the handshake variables and `env` are set on top. Without it the
+    /// plugin gets only the handshake variables, the host's values of
+    /// `env_allow`, and `env`; `PATH` is [`DEFAULT_PATH`] unless one of those sets it.
     pub inherit_env: bool,
+    /// Variables copied from the host's environment (when set there) if
+    /// `inherit_env` is off.
+    pub env_allow: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
+    /// Resource limits of the process and everything it starts.
+    pub limits: Limits,
+    /// Run the plugin as this user and group (the host must be root); its
+    /// private socket directory is handed to that user, still mode 0700.
+    pub run_as: Option<RunAs>,
     /// From spawn to a healthy connection (go-plugin: 1 minute).
     pub start_timeout: Duration,
     /// How long a plugin may take to exit after `Shutdown` before SIGKILL (go-plugin: 2 s).
@@ -84,7 +102,10 @@ impl LaunchConfig {
             args: Vec::new(),
             handshake,
             inherit_env: true,
+            env_allow: Vec::new(),
             env: Vec::new(),
+            limits: Limits::default(),
+            run_as: None,
             start_timeout: Duration::from_secs(60),
             kill_grace: Duration::from_secs(2),
             socket_dir_base: None,
@@ -96,31 +117,44 @@ impl LaunchConfig {
     }
 }
 
-/// How a plugin process ended.
+/// How a plugin process ended, and which of its limits explains it when one does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitReason(pub ExitStatus);
+pub struct ExitReason {
+    pub status: ExitStatus,
+    pub limit: Option<LimitHit>,
+}
+
+impl From<ExitStatus> for ExitReason {
+    fn from(status: ExitStatus) -> Self {
+        Self { status, limit: None }
+    }
+}
 
 impl ExitReason {
     pub fn code(&self) -> Option<i32> {
-        self.0.code()
+        self.status.code()
     }
     pub fn signal(&self) -> Option<i32> {
-        self.0.signal()
+        self.status.signal()
     }
     pub fn success(&self) -> bool {
-        self.0.success()
+        self.status.success()
     }
 }
 
 impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.0.code(), self.0.signal()) {
-            (Some(code), _) => write!(f, "exit status {code}"),
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => write!(f, "exit status {code}")?,
             (None, Some(sig)) => match nix::sys::signal::Signal::try_from(sig) {
-                Ok(s) => write!(f, "killed by signal {sig} ({})", s.as_str()),
-                Err(_) => write!(f, "killed by signal {sig}"),
+                Ok(s) => write!(f, "killed by signal {sig} ({})", s.as_str())?,
+                Err(_) => write!(f, "killed by signal {sig}")?,
             },
-            (None, None) => f.write_str("unknown exit status"),
+            (None, None) => f.write_str("unknown exit status")?,
+        }
+        match &self.limit {
+            Some(limit) => write!(f, ": {limit}"),
+            None => Ok(()),
         }
     }
 }
@@ -167,6 +201,10 @@ pub enum LaunchError {
     Address { error: AddressError, stderr: StderrExcerpt },
     #[error("AutoMTLS: {reason}{stderr}")]
     Tls { reason: String, stderr: StderrExcerpt },
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    #[error(transparent)]
+    RunAs(#[from] RunAsError),
 }
 
 /// Linux's `sun_path` holds 107 bytes plus NUL; plugins add a file name of up to 24.
@@ -229,9 +267,9 @@ fn spawn_note(e: &std::io::Error) -> &'static str {
 
 async fn wait_exited(exit: &mut watch::Receiver<Option<ExitReason>>) -> ExitReason {
     match exit.wait_for(Option::is_some).await {
-        Ok(v) => v.unwrap_or(ExitReason(ExitStatus::from_raw(0))),
+        Ok(v) => v.unwrap_or(ExitReason::from(ExitStatus::from_raw(0))),
         // The watcher task ended without a status: the runtime is going away.
-        Err(_) => ExitReason(ExitStatus::from_raw(0)),
+        Err(_) => ExitReason::from(ExitStatus::from_raw(0)),
     }
 }
 
@@ -252,7 +290,23 @@ impl PluginProcess {
     {
         let started_at = Instant::now();
         let deadline = started_at + cfg.start_timeout;
+        if cfg.run_as.is_some() {
+            RunAs::check_privilege()?;
+        }
+        let uid = cfg.run_as.as_ref().map(|r| r.uid).unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+        let limits = limits::prepare(&cfg.name, &cfg.limits, uid)?;
         let socket_dir = make_socket_dir(cfg.socket_dir_base.as_deref())?;
+        if let Some(run_as) = &cfg.run_as {
+            // Still 0700: only the plugin's user (and root, the host) enter it.
+            nix::unistd::chown(
+                socket_dir.path(),
+                Some(nix::unistd::Uid::from_raw(run_as.uid)),
+                Some(nix::unistd::Gid::from_raw(run_as.gid)),
+            )
+            .map_err(|e| {
+                LaunchError::SocketDir(format!("cannot hand {} to {run_as}: {e}", socket_dir.path().display()))
+            })?;
+        }
         let verified = cfg.sha256.as_ref().map(|sha| VerifiedExecutable::open(&cfg.program, sha)).transpose()?;
         let identity = match cfg.auto_mtls {
             true => Some(
@@ -262,7 +316,14 @@ impl PluginProcess {
             false => None,
         };
 
-        let mut env = vec![
+        let mut env = Vec::new();
+        if !cfg.inherit_env {
+            if !cfg.env.iter().any(|(k, _)| k == "PATH") && !cfg.env_allow.iter().any(|k| k == "PATH") {
+                env.push(("PATH".into(), DEFAULT_PATH.into()));
+            }
+            env.extend(cfg.env_allow.iter().filter_map(|k| Some((k.clone(), std::env::var_os(k)?))));
+        }
+        env.extend([
             (OsString::from(cfg.handshake.magic_cookie_key), OsString::from(cfg.handshake.magic_cookie_value)),
             (goplugin::env::PLUGIN_MIN_PORT.into(), goplugin::env::DEFAULT_MIN_PORT.to_string().into()),
             (goplugin::env::PLUGIN_MAX_PORT.into(), goplugin::env::DEFAULT_MAX_PORT.to_string().into()),
@@ -271,7 +332,7 @@ impl PluginProcess {
             // go-plugin before 1.5 ignores PLUGIN_UNIX_SOCKET_DIR but makes its
             // socket in TMPDIR: this keeps old Go plugins inside the private dir.
             ("TMPDIR".into(), socket_dir.path().as_os_str().to_owned()),
-        ];
+        ]);
         if let Some(identity) = &identity {
             env.push((goplugin::env::PLUGIN_CLIENT_CERT.into(), identity.cert_pem().into()));
         }
@@ -285,6 +346,11 @@ impl PluginProcess {
             args: &cfg.args,
             inherit_env: cfg.inherit_env,
             env,
+            setup: spawn::ChildSetup {
+                cgroup_procs: limits.procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+                rlimits: limits.rlimits,
+                run_as: cfg.run_as.clone(),
+            },
         };
         let mut child = spawn::spawn(spec).await.map_err(|source| LaunchError::Spawn {
             path: cfg.program.clone(),
@@ -292,6 +358,7 @@ impl PluginProcess {
             source,
         })?;
         let pid = child.id().unwrap_or_default();
+        drop(limits.procs);
         let name: Arc<str> = Arc::from(cfg.name.as_str());
         let plugin: Arc<str> = Arc::from(cfg.plugin.as_deref().unwrap_or(&cfg.name));
         tracing::trace!(plugin = %plugin, instance = %name, pid, elapsed = ?started_at.elapsed(), "spawned");
@@ -309,9 +376,16 @@ impl PluginProcess {
         // Exit is detected by waiting on the process, never by pipe EOF, so a
         // grandchild holding the pipes cannot hide it.
         let (exit_tx, mut exit) = watch::channel(None);
+        let exit_watch = limits.watch;
+        let watch_tail = tail.clone();
         tokio::spawn(async move {
             let status = child.wait().await.unwrap_or_else(|_| ExitStatus::from_raw(0));
-            let _ = exit_tx.send(Some(ExitReason(status)));
+            let limit = exit_watch.classify(status, || watch_tail.text()).await;
+            let _ = exit_tx.send(Some(ExitReason { status, limit }));
+            // What the plugin left in its cgroup dies with it.
+            if let Some(cgroup) = exit_watch.cgroup {
+                cgroup.finish().await;
+            }
         });
 
         let excerpt = |tail: &StderrTail| StderrExcerpt(tail.text());

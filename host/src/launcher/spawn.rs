@@ -49,6 +49,19 @@ pub(crate) struct ProcessSpec<'a> {
     pub args: &'a [OsString],
     pub inherit_env: bool,
     pub env: Vec<(OsString, OsString)>,
+    /// What the child does to itself before exec (limits, identity).
+    pub setup: ChildSetup,
+}
+
+/// Applied in the child between fork and exec, in this order: join the
+/// cgroup (while still privileged to write `cgroup.procs`), rlimits, drop to
+/// the plugin's user, then the parent-death signal (a change of user clears it).
+#[derive(Debug, Default)]
+pub(crate) struct ChildSetup {
+    /// A `cgroup.procs` opened by the parent (close-on-exec).
+    pub cgroup_procs: Option<i32>,
+    pub rlimits: super::limits::Rlimits,
+    pub run_as: Option<super::RunAs>,
 }
 
 /// Spawns the plugin in its own process group, with stdout and stderr piped,
@@ -59,6 +72,8 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
         command.arg0(arg0);
     }
     let keep_fd = spec.keep_fd;
+    let ChildSetup { cgroup_procs, rlimits, run_as } = spec.setup;
+    let identity = run_as.map(|r| (r.uid as libc::uid_t, r.gid as libc::gid_t, r.groups));
     command
         .args(spec.args)
         .stdin(Stdio::null())
@@ -74,9 +89,24 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
     // Appended after the inherited environment, so ours win.
     command.envs(spec.env);
     let host_pid = std::process::id();
-    // SAFETY: only async-signal-safe calls (fcntl, prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (write, setrlimit, setgroups,
+    // setgid, setuid, fcntl, prctl, getppid) between fork and exec, on data
+    // prepared before the fork; nothing allocates.
     unsafe {
         command.pre_exec(move || {
+            if let Some(fd) = cgroup_procs
+                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            set_rlimits(&rlimits)?;
+            if let Some((uid, gid, groups)) = &identity
+                && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0)
+            {
+                return Err(io::Error::last_os_error());
+            }
             if let Some(fd) = keep_fd
                 && libc::fcntl(fd, libc::F_SETFD, 0) != 0
             {
@@ -100,4 +130,24 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
         .send(request)
         .map_err(|_| io::Error::other("plugin spawner thread is gone"))?;
     rx.await.map_err(|_| io::Error::other("plugin spawner dropped the request"))?
+}
+
+/// Runs in the forked child: only `setrlimit`.
+fn set_rlimits(r: &super::limits::Rlimits) -> io::Result<()> {
+    let all = [
+        (libc::RLIMIT_AS, r.address_space),
+        (libc::RLIMIT_CPU, r.cpu),
+        (libc::RLIMIT_NOFILE, r.open_files),
+        (libc::RLIMIT_NPROC, r.processes),
+    ];
+    for (resource, value) in all {
+        if let Some((soft, hard)) = value {
+            let limit = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+            // SAFETY: setrlimit reads the struct we pass; async-signal-safe.
+            if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
 }

@@ -7,8 +7,6 @@ use plugboard_proto::plugboard::v1::{
 };
 use tonic::transport::Channel;
 
-use super::MAX_MESSAGE_SIZE;
-
 /// One command for one executor instance.
 #[derive(Debug, Clone, Default)]
 pub struct CommandRequest {
@@ -46,6 +44,10 @@ impl From<tonic::Status> for ExecuteError {
         match status.code() {
             // The connection is gone: the process died or is restarting.
             tonic::Code::Unavailable => ExecuteError::Unavailable(status.message().to_owned()),
+            // tonic's text gives both sizes; say which setting governs them.
+            _ if status.message().contains("message length too large") => {
+                ExecuteError::Failed(format!("message over max_message_size: {}", status.message()))
+            }
             _ => ExecuteError::Failed(status.message().to_owned()),
         }
     }
@@ -58,7 +60,17 @@ pub struct ExecutorClient {
 
 impl ExecutorClient {
     pub fn new(channel: Channel) -> Self {
-        Self { inner: executor_client::ExecutorClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE) }
+        Self::with_max_message_size(channel, super::MAX_MESSAGE_SIZE)
+    }
+
+    /// A client refusing messages over `max` bytes either way: an oversized
+    /// message fails its own call or stream, nothing else.
+    pub fn with_max_message_size(channel: Channel, max: usize) -> Self {
+        Self {
+            inner: executor_client::ExecutorClient::new(channel)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        }
     }
 
     /// Runs a command, handing each output chunk to `on_output` as it comes.

@@ -4,8 +4,6 @@ use plugboard_proto::CloudEvent;
 use plugboard_proto::plugboard::v1::{ExternalRequest, ExternalResponse, StreamRequest, source_client};
 use tonic::transport::Channel;
 
-use super::MAX_MESSAGE_SIZE;
-
 /// One event as a source sent it.
 #[derive(Debug, Clone)]
 pub struct SourceEvent {
@@ -20,7 +18,17 @@ pub struct SourceClient {
 
 impl SourceClient {
     pub fn new(channel: Channel) -> Self {
-        Self { inner: source_client::SourceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE) }
+        Self::with_max_message_size(channel, super::MAX_MESSAGE_SIZE)
+    }
+
+    /// A client refusing messages over `max` bytes either way: an oversized
+    /// message fails its own call or stream, nothing else.
+    pub fn with_max_message_size(channel: Channel, max: usize) -> Self {
+        Self {
+            inner: source_client::SourceClient::new(channel)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        }
     }
 
     /// Opens the event stream of one instance.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::isolation::{ByteSize, Level, LimitsConfig};
+
 /// One plugboard configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +60,18 @@ pub struct Config {
     /// policy), keyed by the executable's file name in `plugins_dir`.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Resource limits of every plugin process (instances and `plugins:` entries override).
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+    /// Host variables every plugin gets (when set).
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Give every plugin the host's whole environment (default: scrubbed).
+    #[serde(default)]
+    pub inherit_env: Option<bool>,
+    /// Largest gRPC message to or from any plugin (default 64 MiB).
+    #[serde(default)]
+    pub max_message_size: Option<ByteSize>,
 }
 
 /// How one plugin executable is launched.
@@ -78,6 +92,24 @@ pub struct PluginSettings {
     /// Accept a TCP address that is not loopback.
     #[serde(default)]
     pub allow_non_loopback_tcp: bool,
+    /// Resource limits of the plugin process (see [`super::isolation`]).
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+    /// Variables set in the plugin's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables passed through from the host's environment (when set).
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Give the plugin the host's whole environment (default: scrubbed).
+    #[serde(default)]
+    pub inherit_env: Option<bool>,
+    /// `user[:group]` the plugin runs as (the host must run as root).
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Largest gRPC message to or from the plugin (default 64 MiB).
+    #[serde(default)]
+    pub max_message_size: Option<ByteSize>,
 }
 
 /// Exponential backoff with jitter between restarts of a crashed plugin, and
@@ -219,7 +251,7 @@ pub fn supervision_problems(at: &str, restart: &RestartConfig, health: &HealthCo
 }
 
 /// A source instance: one plugin process streaming events.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
@@ -240,10 +272,28 @@ pub struct SourceConfig {
     /// Health checks of this instance (over the top-level `health:`).
     #[serde(default)]
     pub health: Option<HealthOverride>,
+    /// Resource limits of the plugin process (see [`super::isolation`]).
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+    /// Variables set in the plugin's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables passed through from the host's environment (when set).
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Give the plugin the host's whole environment (default: scrubbed).
+    #[serde(default)]
+    pub inherit_env: Option<bool>,
+    /// `user[:group]` the plugin runs as (the host must run as root).
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Largest gRPC message to or from the plugin (default 64 MiB).
+    #[serde(default)]
+    pub max_message_size: Option<ByteSize>,
 }
 
 /// An executor instance: one plugin process answering commands.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorConfig {
     pub name: String,
@@ -271,6 +321,24 @@ pub struct ExecutorConfig {
     /// Health checks of this instance (over the top-level `health:`).
     #[serde(default)]
     pub health: Option<HealthOverride>,
+    /// Resource limits of the plugin process (see [`super::isolation`]).
+    #[serde(default)]
+    pub limits: Option<LimitsConfig>,
+    /// Variables set in the plugin's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Variables passed through from the host's environment (when set).
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Give the plugin the host's whole environment (default: scrubbed).
+    #[serde(default)]
+    pub inherit_env: Option<bool>,
+    /// `user[:group]` the plugin runs as (the host must run as root).
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Largest gRPC message to or from the plugin (default 64 MiB).
+    #[serde(default)]
+    pub max_message_size: Option<ByteSize>,
 }
 
 /// Why a config could not be used.
@@ -404,6 +472,39 @@ impl Config {
     }
 }
 
+/// The isolation fields of an instance or `plugins:` entry, as one level.
+macro_rules! isolation_level {
+    ($($ty:ty),*) => {$(
+        impl $ty {
+            pub fn isolation_level(&self) -> Level<'_> {
+                Level {
+                    limits: self.limits.as_ref(),
+                    env: Some(&self.env),
+                    env_allow: &self.env_allow,
+                    inherit_env: self.inherit_env,
+                    run_as: self.run_as.as_deref(),
+                    max_message_size: self.max_message_size,
+                }
+            }
+        }
+    )*};
+}
+isolation_level!(SourceConfig, ExecutorConfig, PluginSettings, super::sinks::SinkConfig);
+
+impl Config {
+    /// The top-level isolation defaults, as the most general level.
+    pub fn isolation_level(&self) -> Level<'_> {
+        Level {
+            limits: self.limits.as_ref(),
+            env: None,
+            env_allow: &self.env_allow,
+            inherit_env: self.inherit_env,
+            run_as: None,
+            max_message_size: self.max_message_size,
+        }
+    }
+}
+
 fn check_name(problems: &mut Vec<String>, seen: &mut BTreeMap<String, String>, at: &str, name: &str) {
     let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid {
@@ -489,6 +590,61 @@ executors:
         assert!(problems[0].starts_with("plugins.other.sha256: \"xyz\" is not a SHA-256 digest"), "{problems:?}");
         let err = Config::parse("plugins:\n  x: { automtl: true }\n").unwrap_err();
         assert!(err.contains("unknown field `automtl`"), "{err}");
+    }
+
+    #[test]
+    fn isolation_settings_parse_at_every_level() {
+        let c = Config::parse(
+            r#"
+limits: { open_files: 1024, cgroup: "off" }
+env_allow: [LANG]
+max_message_size: 8MiB
+plugins:
+  plugboard-faulty: { limits: { memory: 512MiB }, run_as: "nobody:nogroup" }
+executors:
+  - name: f
+    plugin: faulty
+    limits: { memory: 256MiB, cpu_time: 60s, cpu_rate: 0.5, open_files: 256, processes: 64 }
+    env: { GREETING: hello }
+    env_allow: [RUST_LOG]
+    max_message_size: 4194304
+sources:
+  - { name: s, plugin: tick, inherit_env: true }
+sinks:
+  - { name: p, plugin: faulty, max_message_size: 1M }
+"#,
+        )
+        .unwrap();
+        let limits = c.executors[0].limits.as_ref().unwrap();
+        assert_eq!(limits.memory, Some(ByteSize(256 << 20)));
+        assert_eq!(limits.cpu_time, Some(Duration::from_secs(60)));
+        assert_eq!(limits.cpu_rate, Some(0.5));
+        assert_eq!((limits.open_files, limits.processes), (Some(256), Some(64)));
+        assert_eq!(c.executors[0].env["GREETING"], "hello");
+        assert_eq!(c.executors[0].max_message_size, Some(ByteSize(4 << 20)));
+        assert_eq!(c.plugins["plugboard-faulty"].run_as.as_deref(), Some("nobody:nogroup"));
+        assert_eq!(c.sources[0].inherit_env, Some(true));
+        assert_eq!(c.sinks[0].max_message_size, Some(ByteSize(1 << 20)));
+        assert_eq!(c.max_message_size, Some(ByteSize(8 << 20)));
+        assert_eq!(c.limits.as_ref().unwrap().cgroup.as_deref(), Some("off"));
+    }
+
+    #[test]
+    fn bad_limit_values_name_the_field_and_line() {
+        let err =
+            Config::parse("executors:\n  - name: f\n    plugin: faulty\n    limits: { memory: lots }\n").unwrap_err();
+        assert!(err.starts_with("line 4 column "), "{err}");
+        assert!(err.contains("executors[0].limits.memory: invalid size \"lots\""), "{err}");
+        let err = Config::parse("sources:\n  - name: s\n    plugin: tick\n    limits:\n      cpu_time: forever\n")
+            .unwrap_err();
+        assert!(err.starts_with("line 5 column "), "{err}");
+        assert!(err.contains("sources[0].limits.cpu_time"), "{err}");
+        let err = Config::parse("limits: { open_files: many }\n").unwrap_err();
+        assert!(err.starts_with("line 1 column ") && err.contains("limits.open_files: invalid type"), "{err}");
+        let err = Config::parse("max_message_size: -3\n").unwrap_err();
+        assert!(err.starts_with("line 1 column ") && err.contains("max_message_size: invalid size"), "{err}");
+        let err = Config::parse("limits: { memroy: 1G }\n").unwrap_err();
+        assert!(err.contains("unknown field `memroy`"), "{err}");
     }
 
     #[test]

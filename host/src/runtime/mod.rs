@@ -12,6 +12,7 @@ pub mod executors;
 pub mod host;
 pub mod host_events;
 pub mod http;
+pub mod isolation;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;

@@ -102,18 +102,7 @@ pub fn embedded_default(registry: &Registry) -> Config {
     let executors = registry
         .described()
         .filter(|(_, d)| d.has_kind(PluginKind::Executor))
-        .map(|(_, d)| ExecutorConfig {
-            name: d.info.name.clone(),
-            plugin: d.info.name.clone(),
-            prefixes: None,
-            aliases: Default::default(),
-            config: None,
-            timeout: None,
-            max_concurrent: None,
-            max_output: None,
-            restart: None,
-            health: None,
-        })
+        .map(|(_, d)| ExecutorConfig { name: d.info.name.clone(), plugin: d.info.name.clone(), ..Default::default() })
         .collect();
     Config {
         plugins_dir: Some(registry.dir.clone()),
@@ -121,20 +110,36 @@ pub fn embedded_default(registry: &Registry) -> Config {
             name: "tick".into(),
             plugin: "tick".into(),
             config: Some(serde_json::json!({ "interval": "1s" })),
-            drop_types: Vec::new(),
-            http_token: None,
-            restart: None,
-            health: None,
+            ..Default::default()
         }],
         executors,
         ..Config::default()
     }
 }
 
-/// Start options from the config's timeouts.
+/// Start options from the config's timeouts, launch settings and isolation
+/// defaults (per instance isolation is added by [`plan`]).
 pub fn start_options(config: &Config) -> StartOptions {
+    start_options_checked(config, &mut Vec::new())
+}
+
+fn start_options_checked(config: &Config, problems: &mut Vec<String>) -> StartOptions {
     let defaults = StartOptions::default();
+    let top = config.isolation_level();
+    let isolation = crate::plugin::IsolationTable {
+        default: super::isolation::resolve("top level", &[top], problems),
+        executables: config
+            .plugins
+            .iter()
+            .map(|(name, settings)| {
+                let at = format!("plugins.{name}");
+                (name.clone(), super::isolation::resolve(&at, &[top, settings.isolation_level()], problems))
+            })
+            .collect(),
+        instances: Default::default(),
+    };
     StartOptions {
+        isolation: Arc::new(isolation),
         start_timeout: config.start_timeout.unwrap_or(defaults.start_timeout),
         kill_grace: config.kill_grace.unwrap_or(defaults.kill_grace),
         redact: Vec::new(),
@@ -163,6 +168,9 @@ fn launch_security(settings: &super::config::PluginSettings) -> crate::plugin::L
 pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Plan, ConfigError> {
     let root = config;
     let mut problems = config.static_problems();
+    let mut start = start_options_checked(config, &mut problems);
+    let isolation = instance_isolation(config, registry, &start, &mut problems);
+    start.isolation = Arc::new(crate::plugin::IsolationTable { instances: isolation, ..(*start.isolation).clone() });
     for name in config.plugins.keys() {
         if !registry.entries.iter().any(|e| &e.file_name == name) {
             problems.push(format!(
@@ -269,22 +277,86 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { path: origin, problems });
     }
+    let plugin_names =
+        Arc::new(registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect());
     Ok(Plan {
         sources,
         executors,
         table,
-        start: StartOptions {
-            plugin_names: Arc::new(
-                registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect(),
-            ),
-            ..start_options(config)
-        },
+        start: StartOptions { plugin_names, ..start },
         restart: config.restart.clone(),
         health: config.health.clone(),
         shutdown: config.shutdown.clone(),
         sinks,
         routing: Arc::new(routing),
     })
+}
+
+/// Every instance's isolation: top level, then its executable's `plugins:`
+/// entry, then its own settings. Checks that each can be enforced here and
+/// logs how.
+fn instance_isolation(
+    config: &Config,
+    registry: &Registry,
+    start: &StartOptions,
+    problems: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, crate::plugin::Isolation> {
+    use super::config::PluginSettings;
+    let exe_settings = |plugin: &str| -> Option<&PluginSettings> {
+        let file_name = registry.find(plugin).map(|(entry, _)| entry.file_name.clone())?;
+        config.plugins.get(&file_name)
+    };
+    let top = config.isolation_level();
+    let mut instances: std::collections::BTreeMap<String, crate::plugin::Isolation> = Default::default();
+    let mut add = |at: String,
+                   name: &str,
+                   plugin: &str,
+                   own: super::isolation::Level<'_>,
+                   problems: &mut Vec<String>| {
+        let mut levels = vec![top];
+        levels.extend(exe_settings(plugin).map(PluginSettings::isolation_level));
+        levels.push(own);
+        let isolation = super::isolation::resolve(&at, &levels, problems);
+        let summary = super::isolation::describe(&at, &isolation, problems);
+        tracing::info!(instance = %name, plugin = %plugin, "isolation: {summary}");
+        match instances.get(name) {
+            Some(other) if *other != isolation => problems.push(format!(
+                "{at}: another instance is also named {name:?} with other limits, environment or run_as; give it a name of its own"
+            )),
+            _ => {
+                instances.insert(name.to_owned(), isolation);
+            }
+        }
+    };
+    for (i, s) in config.sources.iter().enumerate() {
+        add(format!("sources[{i}] {:?}", s.name), &s.name, &s.plugin, s.isolation_level(), problems);
+    }
+    for (i, e) in config.executors.iter().enumerate() {
+        add(format!("executors[{i}] {:?}", e.name), &e.name, &e.plugin, e.isolation_level(), problems);
+    }
+    for (i, s) in config.sinks.iter().enumerate() {
+        let at = format!("sinks[{i}] {:?}", s.name);
+        match &s.plugin {
+            Some(plugin) => add(at, &s.name, plugin, s.isolation_level(), problems),
+            None if s.limits.is_some()
+                || !s.env.is_empty()
+                || !s.env_allow.is_empty()
+                || s.inherit_env.is_some()
+                || s.run_as.is_some()
+                || s.max_message_size.is_some() =>
+            {
+                problems.push(format!(
+                    "{at}: limits, env, env_allow, inherit_env, run_as and max_message_size apply to plugin sinks only"
+                ));
+            }
+            None => {}
+        }
+    }
+    // Executables' own settings are checked once too (they apply when plugins are described).
+    for (name, isolation) in &start.isolation.executables {
+        super::isolation::describe(&format!("plugins.{name}"), isolation, problems);
+    }
+    instances
 }
 
 fn instance_config(config: &Option<serde_json::Value>) -> serde_json::Value {

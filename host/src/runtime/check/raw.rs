@@ -111,7 +111,7 @@ pub(super) async fn check_cookie(options: &CheckOptions, report: &mut Report) {
             ITEM,
             format!(
                 "refuses to run without the cookie ({}), {}",
-                crate::launcher::ExitReason(status),
+                crate::launcher::ExitReason::from(status),
                 if says_plugin { "with go-plugin's message" } else { "but without go-plugin's message" }
             ),
             hint,
