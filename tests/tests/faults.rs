@@ -618,10 +618,12 @@ fn a_message_over_the_size_limit_fails_only_that_stream_or_call() {
     let mut f = Faults::start(
         plugins(),
         "",
-        "  - { name: big, plugin: faulty, config: { interval: 5ms, fault_at: 3, fault: oversize, arg: 80M, once: true } }\n",
-        "  - { name: bigout, plugin: faulty }\n",
+        "  - { name: big, plugin: faulty, max_message_size: 1MiB, \
+         config: { interval: 5ms, fault_at: 3, fault: oversize, arg: 2M, once: true } }\n",
+        "  - { name: bigout, plugin: faulty, max_message_size: 1MiB }\n",
     );
-    let failure = f.failure("source", "big", "decoded message length too large: found 83886");
+    let failure = f.failure("source", "big", "decoded message length too large: found 2097");
+    assert!(failure.contains("the limit is: 1048576 bytes"), "{failure}");
     assert!(failure.contains("restarting in"), "{failure}");
     let pids = f.started("source", "big", 2);
     f.assert_replaced(pids[0], pids[1]);
@@ -633,10 +635,10 @@ fn a_message_over_the_size_limit_fails_only_that_stream_or_call() {
     assert!(!f.events().iter().any(|e| e["type"] == "dev.plugboard.faulty.big"), "the oversized event was stored");
 
     let executor = f.started("executor", "bigout", 1)[0];
-    let (status, reply) = f.command("faulty big-output 80M");
+    let (status, reply) = f.command("faulty big-output 2M");
     assert_ne!(reply["status"], "ok", "{status}");
     let error = reply["error"].as_str().unwrap_or_default();
-    assert!(error.contains("decoded message length too large"), "{reply}");
+    assert!(error.contains("max_message_size"), "{reply}");
     let (status, reply) = f.command("faulty ok");
     assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
     assert!(process_alive(executor));
@@ -728,4 +730,55 @@ fn plugins_ignoring_sigterm_are_killed_after_the_grace_period_at_shutdown() {
         let (_, exited) = exited.unwrap_or_else(|| panic!("no exited event for {name}"));
         assert_eq!((exited["during"].as_str(), exited["exit"]["signal"].as_i64()), (Some("stop"), Some(9)), "{exited}");
     }
+}
+
+/// What `/metrics` shows as the last exit of an `exited` event: its exit
+/// code, or 128 + the signal that killed it.
+fn exit_code_of(exited: &Value) -> i32 {
+    let exit = &exited["exit"];
+    match (exit["code"].as_i64(), exit["signal"].as_i64()) {
+        (Some(code), _) => code as i32,
+        (None, Some(signal)) => 128 + signal as i32,
+        _ => panic!("no exit code or signal: {exited}"),
+    }
+}
+
+#[test]
+fn a_plugin_allocating_past_its_memory_limit_dies_alone_and_is_restarted() {
+    let mut f = Faults::start(
+        plugins(),
+        "",
+        "  - { name: hog, plugin: faulty, limits: { memory: 128MiB }, \
+         config: { interval: 5ms, fault_at: 5, fault: alloc, once: true } }\n",
+        "  - { name: greedy, plugin: faulty, limits: { memory: 128MiB } }\n",
+    );
+    let pids = f.started("source", "hog", 2);
+    f.failure("source", "hog", "memory limit exceeded");
+    f.assert_replaced(pids[0], pids[1]);
+    let exited = f.assert_restart_announced("source", "hog", pids[0], pids[1]);
+    let reason = exited["reason"].as_str().unwrap();
+    assert!(reason.contains("memory limit exceeded") && reason.contains("128 MiB"), "{exited}");
+    f.assert_restart_metrics("source", "hog", exit_code_of(&exited));
+    let got = f.faulty_indexes("hog", 20, DEADLINE);
+    assert!(contiguous(&got), "events lost or repeated across the restart: {got:?}");
+
+    let old = f.started("executor", "greedy", 1)[0];
+    let (status, reply) = f.command("faulty alloc");
+    assert_eq!((status, reply["status"].as_str()), (503, Some("unavailable")), "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("plugin process {old} exited")) && error.contains("memory limit exceeded"),
+        "{error}"
+    );
+    let new = f.started("executor", "greedy", 2)[1];
+    f.assert_replaced(old, new);
+    let exited = f.assert_restart_announced("executor", "greedy", old, new);
+    f.assert_restart_metrics("executor", "greedy", exit_code_of(&exited));
+    let (status, reply) = f.command("faulty ok");
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
+    // The host's own memory never held the hoard.
+    let rss = rss_kib(f.pid()).expect("host rss");
+    assert!(rss < 200 * 1024, "host resident memory is {rss} KiB");
+    f.assert_serving("after-alloc");
+    f.stop(&[]);
 }
