@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use plugboard_host::plugin::{self, StartOptions};
-use plugboard_host::runtime::config::RestartConfig;
 use plugboard_host::runtime::pipeline::{DropTypes, Pipeline, PipelineSource};
 use plugboard_host::runtime::plan::SourcePlan;
 use plugboard_host::runtime::routing::Routing;
 use plugboard_host::runtime::sinks::config::{DEFAULT_BATCH_SIZE, FileSinkConfig};
 use plugboard_host::runtime::sinks::{self, DeliveryError, RetryConfig, Sink, SinkKind, SinkPlan};
-use plugboard_host::runtime::sources::SourceSupervisor;
+use plugboard_host::runtime::sources::{self, SourceWorkload};
 use plugboard_host::runtime::store::StoredEvent;
+use plugboard_host::runtime::supervisor::{Kind, Supervisor};
 use plugboard_proto::io::cloudevents::v1::cloud_event::cloud_event_attribute_value::Attr;
 use tokio_util::sync::CancellationToken;
 
@@ -128,7 +128,7 @@ async fn run(kind: SinkKind, range: &SourcePlan, events: usize, tag: &str) -> Ru
     let seen = Arc::new(Mutex::new(Seen { latencies: Vec::with_capacity(events), last_at: None }));
     let done = Arc::new(tokio::sync::Notify::new());
     let sink = Measured {
-        inner: sinks::build(&plan, &StartOptions::default(), &Default::default()),
+        inner: sinks::build(&plan, &StartOptions::default(), &Default::default(), &Default::default()),
         seen: Arc::clone(&seen),
         done: Arc::clone(&done),
         expected: events,
@@ -140,11 +140,12 @@ async fn run(kind: SinkKind, range: &SourcePlan, events: usize, tag: &str) -> Ru
             .expect("pipeline");
     let mut committed = pipeline.store.committed();
     let shutdown = CancellationToken::new();
-    let supervisor = SourceSupervisor::new(range.clone(), StartOptions::default(), RestartConfig::default(), None);
+    let supervisor = Supervisor::default();
     let queue = pipeline.queue(&name).expect("queue");
     let (host_before, children_before) = (cpu_time(libc::RUSAGE_SELF), cpu_time(libc::RUSAGE_CHILDREN));
     let started = Instant::now();
-    let source = tokio::spawn(supervisor.run(queue, shutdown.clone()));
+    let workload = SourceWorkload::new(range.clone(), None, queue, Default::default());
+    supervisor.spawn(sources::spec(range, &StartOptions::default()), Box::new(workload), &shutdown).expect("spawn");
     let stored = tokio::spawn(async move {
         let _ = committed.wait_for(|seq| *seq >= events as u64).await;
         started.elapsed()
@@ -154,7 +155,7 @@ async fn run(kind: SinkKind, range: &SourcePlan, events: usize, tag: &str) -> Ru
     let host_cpu = cpu_time(libc::RUSAGE_SELF) - host_before;
     shutdown.cancel();
     // The plugin has ended its stream; once reaped its CPU time is counted.
-    let _ = source.await;
+    supervisor.join(Kind::Source).await;
     let plugin_cpu = cpu_time(libc::RUSAGE_CHILDREN) - children_before;
     pipeline.stop().await;
     let mut seen = std::mem::take(&mut *seen.lock().unwrap());
@@ -242,6 +243,7 @@ fn main() {
             },
             drop_types: DropTypes::default(),
             http_token: None,
+            supervision: Default::default(),
         };
         let file = || SinkKind::File(FileSinkConfig { path: PathBuf::new(), fsync: false });
         eprintln!("pipeline benchmark: {events} events at full speed, {paced} at 1,000/s");

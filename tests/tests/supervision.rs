@@ -81,6 +81,7 @@ sources:
   - { name: steady, plugin: tick, config: { interval: 20ms } }
 executors:
   - { name: echo, plugin: echo }
+  - { name: fx, plugin: faulty }
 "#,
     );
     let run = run_host(&config);
@@ -88,9 +89,11 @@ executors:
     let url = format!("http://{addr}");
     let first = wait_state(&addr, "crashy", "running");
     let first_pid = pid_of(&first);
+    let fx_pid = pid_of(&wait_state(&addr, "fx", "running"));
 
     std::fs::write(&broken, "").unwrap();
     kill(first_pid, Signal::SIGKILL);
+    kill(fx_pid, Signal::SIGKILL);
     let entry = wait_state(&addr, "crashy", "deactivated");
     assert_eq!(entry["deactivated"], true, "{entry}");
     assert_eq!(entry["pid"], Value::Null, "{entry}");
@@ -121,7 +124,7 @@ executors:
             _ => {}
         }
     }
-    let log = run.stderr.wait_for("deactivated: 4 failures within 1m");
+    let log = run.stderr.wait_for("source deactivated: 4 failures within 1m");
     let log: Value = serde_json::from_str(&log).unwrap();
     assert_eq!(log["span"]["instance"], "crashy", "{log}");
     assert_eq!(log["fields"]["plugin"], "faulty", "{log}");
@@ -133,6 +136,12 @@ executors:
     });
     let (code, out, err) = run_plugboard(&["exec", "--remote", &url, "--", "echo", "still", "here"]);
     assert_eq!((code, out.as_str()), (Some(0), "still here\n"), "{err}");
+    // A command for the deactivated executor is answered at once, saying what to do.
+    wait_state(&addr, "fx", "deactivated");
+    let (code, _, err) = run_plugboard(&["exec", "--remote", &url, "--", "faulty", "ok"]);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("deactivated after repeated failures"), "{err}");
+    assert!(err.contains("plugboard plugins enable fx"), "{err}");
     assert_eq!(plugin(&addr, "steady")["state"], "running");
 
     // `plugins status` shows it.
@@ -160,6 +169,11 @@ executors:
     });
     let events = lifecycle(&lines, "crashy");
     assert_eq!(events.last().unwrap().1["pid"], pid_of(&entry));
+    let (code, _, err) = run_plugboard(&["plugins", "enable", "fx", "--remote", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    wait_state(&addr, "fx", "running");
+    let (code, out, err) = run_plugboard(&["exec", "--remote", &url, "--", "faulty", "ok"]);
+    assert_eq!((code, out.as_str()), (Some(0), "ok\n"), "{err}");
     // Its events flow again, resumed from its cursor.
     run.stdout.wait_until("events from crashy after enabling", DEADLINE, |l| crashy_events(l) >= before + 5);
 
@@ -251,6 +265,10 @@ sources:
     let (_, unhealthy) = events.iter().find(|(t, _)| t == "unhealthy").unwrap();
     let stalled = unhealthy["pid"].as_u64().unwrap() as u32;
     assert_ne!(stalled, first);
+    // The plugin's own log lines carry its instance too.
+    let line: Value = serde_json::from_str(&run.stderr.wait_for("stalling: no more answers")).unwrap();
+    assert_eq!(line["span"]["instance"], "stalls", "{line}");
+    assert_eq!(line["span"]["plugin"], "faulty", "{line}");
     assert_eq!(wait_gone(&[stalled], DEADLINE), Vec::<u32>::new(), "the stalled plugin is still there");
     // A fresh process was started after it.
     std::fs::remove_file(&stalling).unwrap();
@@ -303,7 +321,16 @@ executors:
         l.iter().filter(|l| l.contains("/plugboard/faulty/counter")).count() >= 50
     });
     let seen = run.stdout.snapshot().iter().filter(|l| l.contains("/plugboard/faulty/counter")).count();
+    // A command in flight when the signal comes is drained, not cut off.
+    let mut stream = plugboard_tests::chatops::SseStream::open(
+        &format!("http://{addr}/v1/commands"),
+        serde_json::json!({"command": "echo --every 300ms a b c"}),
+    );
+    assert_eq!(stream.next_event().unwrap().data["chunk"], "a\n");
     run.signal(Signal::SIGTERM);
+    let result = std::iter::from_fn(|| stream.next_event()).find(|e| e.event == "result").expect("a result");
+    assert_eq!(result.data["status"], "ok", "{}", result.data);
+    assert_eq!(result.data["output"], "a\nb\nc\n", "{}", result.data);
     let status = run.wait_exit(DEADLINE);
     let stderr = run.stderr.text();
     assert_eq!(status.code(), Some(0), "{stderr}");
@@ -343,4 +370,35 @@ fn a_host_that_cannot_listen_exits_non_zero_and_leaves_no_plugin() {
     let left =
         processes_named("plugboard-tick").into_iter().filter(|(_, args)| args.contains(dir.path().to_str().unwrap()));
     assert_eq!(left.count(), 0);
+}
+
+#[test]
+fn the_plugins_api_needs_the_token_and_the_cli_takes_it_from_the_config() {
+    let dir = TestDir::new();
+    dir.add_plugin("tick");
+    let config = dir.write_config(
+        "http: { token: s3cret }\nsources:\n  - { name: steady, plugin: tick, config: { interval: 1s } }\n",
+    );
+    let run = run_host(&config);
+    let addr = http_addr(&run.stderr);
+    let url = format!("http://{addr}");
+    for (method, path) in [("GET", "/v1/plugins"), ("POST", "/v1/plugins/steady/enable")] {
+        let request = http_client();
+        let response = match method {
+            "GET" => request.get(&format!("{url}{path}")).call(),
+            _ => request.post(&format!("{url}{path}")).send_empty(),
+        };
+        assert_eq!(response.unwrap().status(), 401, "{method} {path}");
+    }
+    let (code, _, err) = run_plugboard(&["plugins", "status", "--remote", &url]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("401") && err.contains("missing or wrong bearer token"), "{err}");
+    wait_for("steady to run", DEADLINE, || {
+        let (_, out, _) = run_plugboard(&["plugins", "status", "--json", "--remote", &url, "--token", "s3cret"]);
+        serde_json::from_str::<Value>(&out).is_ok_and(|v| v["plugins"][0]["state"] == "running")
+    });
+    let (code, out, err) =
+        run_plugboard(&["plugins", "status", "--remote", &url, "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().any(|l| l.starts_with("steady ") && l.contains("running")), "{out}");
 }

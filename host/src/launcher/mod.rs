@@ -38,6 +38,7 @@ use plugboard_proto::plugin::{
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tracing::Instrument as _;
 
 pub use address::{AddressError, AddressPolicy};
 pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
@@ -606,7 +607,7 @@ async fn check_health(channel: &Channel, timeout: Duration) -> Result<(), String
 /// to its stdout/stderr after the handshake.
 fn mirror_stdio(channel: Channel, labels: output::LogLabels) {
     let output::LogLabels { instance, plugin } = labels;
-    tokio::spawn(async move {
+    let task = async move {
         let mut client = GrpcStdioClient::new(channel);
         let mut stream = match client.stream_stdio(()).await {
             Ok(resp) => resp.into_inner(),
@@ -621,7 +622,8 @@ fn mirror_stdio(channel: Channel, labels: output::LogLabels) {
                 tracing::info!(plugin = %plugin, instance = %instance, channel = chunk.channel, "{line}");
             }
         }
-    });
+    };
+    tokio::spawn(task.in_current_span());
 }
 
 fn make_socket_dir(base: Option<&Path>) -> Result<tempfile::TempDir, LaunchError> {

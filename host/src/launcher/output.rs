@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 /// Longest handshake line accepted.
 const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
@@ -44,7 +45,7 @@ pub(crate) fn read_stdout<R: AsyncRead + Unpin + Send + 'static>(
     after_handshake: Arc<std::sync::atomic::AtomicU64>,
 ) -> oneshot::Receiver<FirstLine> {
     let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
+    let task = async move {
         let mut reader = BufReader::new(stdout);
         let mut line = Vec::new();
         let first = {
@@ -73,7 +74,9 @@ pub(crate) fn read_stdout<R: AsyncRead + Unpin + Send + 'static>(
                 "discarded stdout written after the handshake"
             );
         }
-    });
+    };
+    // In the span of whoever launched the plugin (its instance, under `run`).
+    tokio::spawn(task.in_current_span());
     rx
 }
 
@@ -104,7 +107,7 @@ pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(
     tail: StderrTail,
     redact: Vec<String>,
 ) {
-    tokio::spawn(async move {
+    let task = async move {
         let mut reader = BufReader::with_capacity(MAX_LOG_LINE, stderr);
         let mut line = Vec::with_capacity(256);
         let mut state = LogState::default();
@@ -132,7 +135,9 @@ pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(
             tail.push(text);
             relog(&labels, text, &mut state);
         }
-    });
+    };
+    // In the span of whoever launched the plugin (its instance, under `run`).
+    tokio::spawn(task.in_current_span());
 }
 
 /// Once a plugin prints a panic, its untagged lines are errors too.

@@ -648,6 +648,37 @@ sinks:
     }
 
     #[test]
+    fn instance_restart_and_health_override_the_top_level_field_by_field() {
+        let c = Config::parse(
+            "restart: { initial_backoff: 1s, max_restarts: 5, window: 1m }\nhealth: { interval: 3s }\n\
+             shutdown: { drain_timeout: 4s }\n\
+             sources:\n  - { name: a, plugin: tick, restart: { max_restarts: 2 }, health: { interval: 0s } }\n  - { name: b, plugin: tick }\n",
+        )
+        .unwrap();
+        assert!(c.static_problems().is_empty(), "{:?}", c.static_problems());
+        let (restart, health) = c.supervision_of(c.sources[0].restart.as_ref(), c.sources[0].health.as_ref());
+        assert_eq!(
+            (restart.initial_backoff, restart.max_restarts, restart.window),
+            (Duration::from_secs(1), 2, Duration::from_secs(60))
+        );
+        assert_eq!((health.interval, health.timeout), (Duration::ZERO, Duration::from_secs(5)));
+        let (restart, health) = c.supervision_of(c.sources[1].restart.as_ref(), c.sources[1].health.as_ref());
+        assert_eq!(restart.max_restarts, 5);
+        assert_eq!(health.interval, Duration::from_secs(3));
+        assert_eq!(c.shutdown.drain_timeout, Duration::from_secs(4));
+
+        let bad = Config::parse(
+            "restart: { multiplier: 0.5 }\nexecutors:\n  - { name: e, plugin: echo, health: { failures: 0 } }\n",
+        )
+        .unwrap();
+        let problems = bad.static_problems();
+        assert!(problems.iter().any(|p| p == "restart.multiplier must be at least 1, not 0.5"), "{problems:?}");
+        assert!(problems.iter().any(|p| p == "executors[0] \"e\": health.failures must be at least 1"), "{problems:?}");
+        let err = Config::parse("sources:\n  - { name: a, plugin: tick, restart: { max_restart: 2 } }\n").unwrap_err();
+        assert!(err.contains("unknown field `max_restart`"), "{err}");
+    }
+
+    #[test]
     fn empty_file_is_an_empty_config() {
         let c = Config::parse("\n").unwrap();
         assert!(c.sources.is_empty());

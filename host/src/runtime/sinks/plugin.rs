@@ -22,7 +22,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where plugin sinks run their processes.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct SinkSupervision {
     pub supervisor: Supervisor,
     /// Cancelled after the pipeline has drained.

@@ -123,6 +123,19 @@ pub struct InstanceStatus {
     pub retry_in_ms: Option<u64>,
 }
 
+impl InstanceStatus {
+    /// The last exit as one number: the exit code, or 128 + the signal
+    /// (the shell's convention), for metrics.
+    pub fn last_exit_number(&self) -> Option<i32> {
+        self.last_exit_code.or(self.last_exit_signal.map(|s| 128 + s))
+    }
+
+    /// Whether a process runs and serves.
+    pub fn up(&self) -> bool {
+        self.state == State::Running
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct HealthStatus {
     status: HealthState,
