@@ -232,7 +232,11 @@ commands:
         let ids = ids(&lines);
         (0..N).all(|i| ids.contains(&format!("nums-{i}")))
             && ids.iter().any(|id| id == "dup-1")
-            && lines.iter().filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("dev.plugboard.command."))).count() == 6
+            && lines
+                .iter()
+                .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("dev.plugboard.command.")))
+                .count()
+                == 6
     });
     let in_file = json_lines(&out).len() as f64;
     let mut metrics = scrape(&addr);
@@ -244,7 +248,8 @@ commands:
     let m = metrics;
 
     // Sources: per instance, exactly.
-    let source = |name: &str, instance: &str| m.value(&format!("plugboard_events_{name}_total"), &[("source", instance)]);
+    let source =
+        |name: &str, instance: &str| m.value(&format!("plugboard_events_{name}_total"), &[("source", instance)]);
     assert_eq!(
         ["received", "stored", "deduplicated", "rejected", "dropped"].map(|n| source(n, "nums")),
         [N as f64, N as f64, 0.0, 0.0, 0.0]
@@ -343,7 +348,10 @@ fn readyz_says_ready_while_running_and_names_what_is_not_while_shutting_down() {
     assert_eq!(status, 200, "{body}");
     assert!(content_type.starts_with("application/json"), "{content_type}");
     let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body, json!({"ready": true, "checks": {"store": "ok", "http": "ok", "shutdown": "ok"}, "not_ready": []}));
+    assert_eq!(
+        body,
+        json!({"ready": true, "checks": {"store": "ok", "http": "ok", "shutdown": "ok"}, "not_ready": []})
+    );
 
     let event = json!({"specversion": "1.0", "id": "held-1", "source": "/obs/test", "type": "com.example.obs"});
     assert_eq!(post_event(&addr, &event).0, 202);

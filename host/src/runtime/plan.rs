@@ -247,7 +247,9 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
         executors,
         table,
         start: StartOptions {
-            plugin_names: Arc::new(registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect()),
+            plugin_names: Arc::new(
+                registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect(),
+            ),
             ..start_options(config)
         },
         restart: config.restart.clone(),

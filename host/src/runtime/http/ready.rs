@@ -100,7 +100,10 @@ mod tests {
         readiness.set_listening(true);
         let (status, body) = get(&readiness).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, serde_json::json!({"ready": true, "checks": {"store": "ok", "http": "ok", "shutdown": "ok"}, "not_ready": []}));
+        assert_eq!(
+            body,
+            serde_json::json!({"ready": true, "checks": {"store": "ok", "http": "ok", "shutdown": "ok"}, "not_ready": []})
+        );
 
         readiness.set_shutting_down();
         store.store(false, Ordering::Relaxed);

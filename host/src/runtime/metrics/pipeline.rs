@@ -117,9 +117,15 @@ impl Collector for PipelineCollector {
             &rows,
             |r| (&r.name, ConstCounter::new(r.deduplicated)),
         )?;
-        family(e, "plugboard_events_rejected", "Events rejected as invalid CloudEvents", counter, "source", &rows, |r| {
-            (&r.name, ConstCounter::new(r.rejected))
-        })?;
+        family(
+            e,
+            "plugboard_events_rejected",
+            "Events rejected as invalid CloudEvents",
+            counter,
+            "source",
+            &rows,
+            |r| (&r.name, ConstCounter::new(r.rejected)),
+        )?;
         family(e, "plugboard_events_dropped", "Events dropped by drop_types", counter, "source", &rows, |r| {
             (&r.name, ConstCounter::new(r.dropped))
         })?;

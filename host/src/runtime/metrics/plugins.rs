@@ -53,8 +53,12 @@ impl Collector for PluginCollector {
         if samples.is_empty() {
             return Ok(());
         }
-        let mut family =
-            encoder.encode_descriptor("plugboard_plugin_up", "1 while the instance's process runs", None, MetricType::Gauge)?;
+        let mut family = encoder.encode_descriptor(
+            "plugboard_plugin_up",
+            "1 while the instance's process runs",
+            None,
+            MetricType::Gauge,
+        )?;
         for s in &samples {
             let labels = [("instance", s.instance.as_str()), ("kind", s.kind.as_str()), ("plugin", s.plugin.as_str())];
             ConstGauge::new(i64::from(s.up)).encode(family.encode_family(&labels)?)?;
@@ -137,6 +141,9 @@ mod tests {
         assert!(text.contains("plugboard_plugin_deactivated{instance=\"a\",kind=\"source\"} 1\n"), "{text}");
         assert!(text.contains("plugboard_plugin_last_exit_code{instance=\"a\",kind=\"source\"} 139\n"), "{text}");
         // Label values are escaped.
-        assert!(text.contains("plugboard_plugin_up{instance=\"b\\\"q\",kind=\"source\",plugin=\"range\"} 1\n"), "{text}");
+        assert!(
+            text.contains("plugboard_plugin_up{instance=\"b\\\"q\",kind=\"source\",plugin=\"range\"} 1\n"),
+            "{text}"
+        );
     }
 }
