@@ -240,10 +240,11 @@ commands:
     });
     let in_file = json_lines(&out).len() as f64;
     let mut metrics = scrape(&addr);
-    wait_for("the sinks' counters to catch up with the file", DEADLINE, || {
+    wait_for("the counters to catch up with the file and the dropping source", DEADLINE, || {
         metrics = scrape(&addr);
         metrics.get("plugboard_events_delivered_total", &[("sink", "out")]) == Some(in_file)
             && metrics.get("plugboard_events_dead_lettered_total", &[("sink", "hook")]) == Some(in_file)
+            && metrics.get("plugboard_events_dropped_total", &[("source", "unwanted")]) == Some(3.0)
     });
     let m = metrics;
 

@@ -87,8 +87,10 @@ mod tests {
         assert!(text.contains("plugboard_commands_total{executor=\"\",outcome=\"unknown\"} 1\n"), "{text}");
         assert!(text.contains("# TYPE plugboard_command_duration_seconds histogram\n"), "{text}");
         assert!(text.contains("plugboard_command_duration_seconds_count{executor=\"say\"} 2\n"), "{text}");
-        assert!(text.contains("plugboard_command_duration_seconds_bucket{le=\"0.05\",executor=\"say\"} 1\n"), "{text}");
-        assert!(text.contains("plugboard_command_duration_seconds_bucket{le=\"5.0\",executor=\"say\"} 2\n"), "{text}");
-        assert!(text.contains("plugboard_command_duration_seconds_bucket{le=\"+Inf\",executor=\"say\"} 2\n"), "{text}");
+        assert!(text.contains("plugboard_command_duration_seconds_sum{executor=\"say\"} 3.03\n"), "{text}");
+        assert!(text.contains("plugboard_command_duration_seconds_bucket{executor=\"say\",le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("plugboard_command_duration_seconds_bucket{executor=\"say\",le=\"0.05\"} 1\n"), "{text}");
+        assert!(text.contains("plugboard_command_duration_seconds_bucket{executor=\"say\",le=\"2.5\"} 1\n"), "{text}");
+        assert!(text.contains("plugboard_command_duration_seconds_bucket{executor=\"say\",le=\"5\"} 2\n"), "{text}");
     }
 }
