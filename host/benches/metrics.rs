@@ -41,7 +41,7 @@ fn main() {
                     retry: RetryConfig::default(),
                     batch_size: DEFAULT_BATCH_SIZE,
                 };
-                let sink = sinks::build(&plan, &Default::default(), &Default::default());
+                let sink = sinks::build(&plan, &Default::default(), &Default::default(), &Default::default());
                 (plan, sink)
             })
             .collect();
