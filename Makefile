@@ -90,6 +90,7 @@ bench:
 	$(CARGO) bench -p plugboard-host --bench plugin
 	$(CARGO) bench -p plugboard-host --bench commands
 	$(CARGO) bench -p plugboard-host --bench pipeline
+	$(CARGO) bench -p plugboard-host --bench metrics
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -134,7 +134,7 @@ async fn run(kind: SinkKind, range: &SourcePlan, events: usize, tag: &str) -> Ru
         expected: events,
     };
     let name: Arc<str> = Arc::from(range.name.as_str());
-    let sources = [PipelineSource { name: Arc::clone(&name), drop_types: DropTypes::default() }];
+    let sources = [PipelineSource { name: Arc::clone(&name), drop_types: DropTypes::default(), plugin: None }];
     let pipeline =
         Pipeline::start(&state.path().join("state"), &sources, vec![(plan, Box::new(sink))], &Routing::default())
             .expect("pipeline");

@@ -6,6 +6,9 @@
 //! Every wait has a generous deadline and polls a condition: no fixed sleeps.
 
 pub mod chatops;
+pub mod lifecycle;
+pub mod metrics;
+pub mod procs;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;

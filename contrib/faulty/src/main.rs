@@ -9,12 +9,16 @@
 //! - `FAULTY_STALL_AFTER=300ms`  serve, then stop answering anything (health included)
 //! - `FAULTY_IGNORE_SHUTDOWN=1`  keep running after Shutdown and SIGTERM
 //!
+//! The same refusal to stop can come from the instance config
+//! (`ignore_shutdown: true`) or a command (`faulty ignore-shutdown`), so one
+//! instance misbehaves without an environment every instance would share.
+//!
 //! Runtime faults come from the instance config (source) or the command (executor).
 //! As a source it emits `dev.plugboard.faulty.event` with an increasing index
 //! (cursor = index, resumable) and, at event `fault_at`, does `fault`.
 //! As an executor (`faulty MODE [ARG]`): ok, sleep DURATION, hang, hang-hard,
 //! stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES,
-//! flood-stderr BYTES, flood-stdout BYTES, grandchild.
+//! flood-stderr BYTES, flood-stdout BYTES, grandchild, ignore-shutdown.
 
 mod env;
 mod spin;
@@ -22,6 +26,7 @@ mod spin;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use plugboard_sdk::goplugin::{self, ServeOptions};
@@ -31,6 +36,19 @@ use serde::Deserialize;
 /// The process's stdout before the SDK redirected it to GRPCStdio: floods
 /// written here reach the host's pipe directly.
 static RAW_STDOUT: OnceLock<OwnedFd> = OnceLock::new();
+
+/// Set to ignore SIGTERM and keep running after the host's Shutdown.
+static IGNORE_SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// From now on SIGTERM does nothing and Shutdown does not end the process:
+/// only SIGKILL does.
+fn ignore_shutdown() {
+    IGNORE_SHUTDOWN.store(true, Ordering::SeqCst);
+    // SAFETY: replaces the SDK's SIGTERM handler with SIG_IGN; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +68,9 @@ struct SourceConfig {
     /// restarted instance runs on: a one-off crash rather than a crash loop.
     #[serde(default)]
     once: bool,
+    /// Ignore SIGTERM and the host's Shutdown from the start of the stream.
+    #[serde(default)]
+    ignore_shutdown: bool,
 }
 
 fn default_interval() -> String {
@@ -63,6 +84,10 @@ struct Faulty;
 impl Source for Faulty {
     async fn stream(&self, ctx: SourceContext, events: EventSender) -> Result<(), PluginError> {
         let config: SourceConfig = ctx.config()?;
+        if config.ignore_shutdown {
+            tracing::warn!("ignoring SIGTERM and Shutdown from now on");
+            ignore_shutdown();
+        }
         let interval = humantime::parse_duration(&config.interval)
             .map_err(|e| PluginError::invalid_config(format!("interval: {e}")))?;
         let mut index = match ctx.resume_cursor.as_deref() {
@@ -103,6 +128,10 @@ impl Executor for Faulty {
         let arg = cmd.args.get(1).map(String::as_str);
         match mode {
             "ok" => Ok(Reply::text("ok\n")),
+            "ignore-shutdown" => {
+                ignore_shutdown();
+                Ok(Reply::text("ignoring SIGTERM and Shutdown\n"))
+            }
             "env" => Ok(Reply::text(env::report())),
             "spin" => spin::forever(),
             "sleep" => {
@@ -239,7 +268,7 @@ fn main() {
     plugboard_sdk::log::init("faulty");
     let plugin = Plugin::new("faulty", env!("CARGO_PKG_VERSION"))
         .description("misbehaves on demand, for fault-injection tests")
-        .help("usage: faulty MODE [ARG]\nmodes: ok, sleep D, hang, hang-hard, stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES, flood-stderr BYTES, flood-stdout BYTES, grandchild")
+        .help("usage: faulty MODE [ARG]\nmodes: ok, ignore-shutdown, sleep D, hang, hang-hard, stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES, flood-stderr BYTES, flood-stdout BYTES, grandchild")
         .config_schema(serde_json::json!({
             "type": "object",
             "properties": {
@@ -247,7 +276,8 @@ fn main() {
                 "fault_at": {"type": "integer", "minimum": 0},
                 "fault": {"enum": ["panic", "segv", "exit", "stop-self", "hang", "hang-hard", "stall", "alloc", "oversize", "flood-stderr", "flood-stdout", "grandchild"]},
                 "arg": {"type": "string"},
-                "once": {"type": "boolean"}
+                "once": {"type": "boolean"},
+                "ignore_shutdown": {"type": "boolean"}
             },
             "additionalProperties": false
         }))
@@ -266,7 +296,7 @@ fn main() {
         let options =
             ServeOptions { reflection: vec![plugboard_sdk::proto::FILE_DESCRIPTOR_SET], ..Default::default() };
         let result = goplugin::serve_async(plugboard_sdk::proto::handshake::HANDSHAKE, routes, options).await;
-        if std::env::var_os("FAULTY_IGNORE_SHUTDOWN").is_some() {
+        if std::env::var_os("FAULTY_IGNORE_SHUTDOWN").is_some() || IGNORE_SHUTDOWN.load(Ordering::SeqCst) {
             tracing::warn!("ignoring the request to stop");
             std::future::pending::<()>().await;
         }

@@ -54,8 +54,11 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// How to launch one plugin process.
 #[derive(Debug, Clone)]
 pub struct LaunchConfig {
-    /// Name used in logs and errors.
+    /// Name used in logs (the `instance` field) and errors.
     pub name: String,
+    /// What the process is an instance of, for logs (the `plugin` field);
+    /// `name` when not set.
+    pub plugin: Option<String>,
     pub program: PathBuf,
     pub args: Vec<OsString>,
     pub handshake: HandshakeConfig,
@@ -95,6 +98,7 @@ impl LaunchConfig {
     pub fn new(name: impl Into<String>, program: impl Into<PathBuf>, handshake: HandshakeConfig) -> Self {
         Self {
             name: name.into(),
+            plugin: None,
             program: program.into(),
             args: Vec::new(),
             handshake,
@@ -213,6 +217,7 @@ const MAX_SOCKET_DIR_LEN: usize = 107 - 24;
 /// stops it gracefully first.
 pub struct PluginProcess {
     name: Arc<str>,
+    plugin: Arc<str>,
     pid: u32,
     handshake: HandshakeLine,
     handshake_text: String,
@@ -355,17 +360,19 @@ impl PluginProcess {
         })?;
         let pid = child.id().unwrap_or_default();
         drop(limits.procs);
-        tracing::trace!(plugin = %cfg.name, pid, elapsed = ?started_at.elapsed(), "spawned");
-        let mut guard = KillOnFailure { pid, armed: true };
         let name: Arc<str> = Arc::from(cfg.name.as_str());
+        let plugin: Arc<str> = Arc::from(cfg.plugin.as_deref().unwrap_or(&cfg.name));
+        tracing::trace!(plugin = %plugin, instance = %name, pid, elapsed = ?started_at.elapsed(), "spawned");
+        let mut guard = KillOnFailure { pid, armed: true };
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(LaunchError::NoHandshake { stderr: StderrExcerpt::default() });
         };
         drop(verified);
         let stdout_after_handshake = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let first_line = output::read_stdout(stdout, Arc::clone(&name), Arc::clone(&stdout_after_handshake));
+        let labels = output::LogLabels { instance: Arc::clone(&name), plugin: Arc::clone(&plugin) };
+        let first_line = output::read_stdout(stdout, labels.clone(), Arc::clone(&stdout_after_handshake));
         let tail = StderrTail::default();
-        output::read_stderr(stderr, Arc::clone(&name), tail.clone(), cfg.redact.clone());
+        output::read_stderr(stderr, labels.clone(), tail.clone(), cfg.redact.clone());
 
         // Exit is detected by waiting on the process, never by pipe EOF, so a
         // grandchild holding the pipes cannot hide it.
@@ -415,7 +422,7 @@ impl PluginProcess {
                 return Err(LaunchError::Timeout { timeout: cfg.start_timeout, stderr: excerpt(&tail) });
             }
         };
-        tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "handshake line read");
+        tracing::trace!(plugin = %plugin, instance = %name, elapsed = ?started_at.elapsed(), "handshake line read");
         let handshake = HandshakeLine::parse(&line, cfg.handshake.app_protocol_versions)
             .map_err(|error| LaunchError::Handshake { error, stderr: excerpt(&tail) })?;
         address::check(&handshake.address, socket_dir.path(), cfg.address_policy)
@@ -449,15 +456,16 @@ impl PluginProcess {
             }
         };
 
-        tracing::trace!(plugin = %name, elapsed = ?started_at.elapsed(), "connected");
+        tracing::trace!(plugin = %plugin, instance = %name, elapsed = ?started_at.elapsed(), "connected");
         let (health, first) = tokio::join!(check_health(&channel, remaining), first_call(channel.clone()));
         health.map_err(|reason| LaunchError::Unhealthy { reason, stderr: excerpt(&tail) })?;
-        mirror_stdio(channel.clone(), Arc::clone(&name));
+        mirror_stdio(channel.clone(), labels);
 
         guard.armed = false;
-        tracing::debug!(plugin = %name, pid, address = %handshake.address, elapsed = ?started_at.elapsed(), "plugin started");
+        tracing::debug!(plugin = %plugin, instance = %name, pid, address = %handshake.address, elapsed = ?started_at.elapsed(), "plugin started");
         let process = Self {
             name,
+            plugin,
             pid,
             handshake,
             handshake_text: line.trim().to_owned(),
@@ -538,7 +546,7 @@ impl PluginProcess {
         let reason = match tokio::time::timeout(self.kill_grace, self.wait()).await {
             Ok(reason) => reason,
             Err(_) => {
-                tracing::warn!(plugin = %self.name, pid = self.pid, "plugin failed to exit gracefully; killing it");
+                tracing::warn!(plugin = %self.plugin, instance = %self.name, pid = self.pid, "plugin failed to exit gracefully; killing it");
                 kill_group(self.pid);
                 self.wait().await
             }
@@ -597,20 +605,21 @@ async fn check_health(channel: &Channel, timeout: Duration) -> Result<(), String
 
 /// Calls `plugin.GRPCStdio/StreamStdio` once and logs what the plugin wrote
 /// to its stdout/stderr after the handshake.
-fn mirror_stdio(channel: Channel, name: Arc<str>) {
+fn mirror_stdio(channel: Channel, labels: output::LogLabels) {
+    let output::LogLabels { instance, plugin } = labels;
     let task = async move {
         let mut client = GrpcStdioClient::new(channel);
         let mut stream = match client.stream_stdio(()).await {
             Ok(resp) => resp.into_inner(),
             Err(status) => {
-                tracing::debug!(plugin = %name, code = ?status.code(), "stdio service not available");
+                tracing::debug!(plugin = %plugin, instance = %instance, code = ?status.code(), "stdio service not available");
                 return;
             }
         };
         while let Ok(Some(chunk)) = stream.message().await {
             let text = String::from_utf8_lossy(&chunk.data);
             for line in text.lines().filter(|l| !l.is_empty()) {
-                tracing::info!(plugin = %name, channel = chunk.channel, "{line}");
+                tracing::info!(plugin = %plugin, instance = %instance, channel = chunk.channel, "{line}");
             }
         }
     };

@@ -20,6 +20,15 @@ const MAX_LOG_LINE: usize = 64 * 1024;
 /// Stderr lines kept for diagnostics.
 const STDERR_TAIL: usize = 20;
 
+/// The fields every log line about a plugin process carries.
+#[derive(Debug, Clone)]
+pub(crate) struct LogLabels {
+    /// The instance (the launch's name).
+    pub instance: Arc<str>,
+    /// The plugin it runs.
+    pub plugin: Arc<str>,
+}
+
 /// How the first stdout line ended.
 #[derive(Debug)]
 pub(crate) enum FirstLine {
@@ -32,7 +41,7 @@ pub(crate) enum FirstLine {
 /// Reads the handshake line, then drains stdout until EOF.
 pub(crate) fn read_stdout<R: AsyncRead + Unpin + Send + 'static>(
     stdout: R,
-    name: Arc<str>,
+    labels: LogLabels,
     after_handshake: Arc<std::sync::atomic::AtomicU64>,
 ) -> oneshot::Receiver<FirstLine> {
     let (tx, rx) = oneshot::channel();
@@ -58,7 +67,12 @@ pub(crate) fn read_stdout<R: AsyncRead + Unpin + Send + 'static>(
             after_handshake.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         if dropped > 0 {
-            tracing::debug!(plugin = %name, bytes = dropped, "discarded stdout written after the handshake");
+            tracing::debug!(
+                plugin = %labels.plugin,
+                instance = %labels.instance,
+                bytes = dropped,
+                "discarded stdout written after the handshake"
+            );
         }
     };
     // In the span of whoever launched the plugin (its instance, under `run`).
@@ -89,7 +103,7 @@ impl StderrTail {
 /// Re-logs stderr until EOF.
 pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(
     stderr: R,
-    name: Arc<str>,
+    labels: LogLabels,
     tail: StderrTail,
     redact: Vec<String>,
 ) {
@@ -119,7 +133,7 @@ pub(crate) fn read_stderr<R: AsyncRead + Unpin + Send + 'static>(
                 text
             };
             tail.push(text);
-            relog(&name, text, &mut state);
+            relog(&labels, text, &mut state);
         }
     };
     // In the span of whoever launched the plugin (its instance, under `run`).
@@ -205,15 +219,16 @@ pub(crate) fn parse_line(line: &str, state: &mut LogState) -> LogLine {
     LogLine { level, message: line.to_owned(), fields: String::new() }
 }
 
-fn relog(name: &str, line: &str, state: &mut LogState) {
+fn relog(labels: &LogLabels, line: &str, state: &mut LogState) {
     let l = parse_line(line, state);
     let text = if l.fields.is_empty() { l.message } else { format!("{} {}", l.message, l.fields) };
+    let (plugin, instance) = (&*labels.plugin, &*labels.instance);
     match l.level {
-        Level::Trace => tracing::trace!(plugin = %name, "{text}"),
-        Level::Debug => tracing::debug!(plugin = %name, "{text}"),
-        Level::Info => tracing::info!(plugin = %name, "{text}"),
-        Level::Warn => tracing::warn!(plugin = %name, "{text}"),
-        Level::Error => tracing::error!(plugin = %name, "{text}"),
+        Level::Trace => tracing::trace!(plugin, instance, "{text}"),
+        Level::Debug => tracing::debug!(plugin, instance, "{text}"),
+        Level::Info => tracing::info!(plugin, instance, "{text}"),
+        Level::Warn => tracing::warn!(plugin, instance, "{text}"),
+        Level::Error => tracing::error!(plugin, instance, "{text}"),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct StartOptions {
     pub redact: Vec<String>,
     /// Launch security per executable file name; others get the default.
     pub security: Arc<BTreeMap<String, LaunchSecurity>>,
+    /// The described plugin name per executable file name, so the logs of
+    /// its processes name the plugin beside the instance.
+    pub plugin_names: Arc<BTreeMap<String, String>>,
     /// Limits, environment, identity and message size of each process.
     pub isolation: Arc<IsolationTable>,
 }
@@ -60,6 +63,7 @@ impl Default for StartOptions {
             kill_grace: Duration::from_secs(2),
             redact: Vec::new(),
             security: Arc::default(),
+            plugin_names: Arc::default(),
             isolation: Arc::default(),
         }
     }
@@ -144,6 +148,7 @@ pub struct PluginHandle {
 /// Starts the plugin at `path`, waits for it to be healthy and describes it.
 pub async fn launch(name: &str, path: &Path, options: &StartOptions) -> Result<PluginHandle, StartError> {
     let mut cfg = LaunchConfig::new(name, path, HANDSHAKE);
+    cfg.plugin = path.file_name().and_then(|f| options.plugin_names.get(f.to_string_lossy().as_ref())).cloned();
     cfg.start_timeout = options.start_timeout;
     cfg.kill_grace = options.kill_grace;
     cfg.redact = options.redact.clone();

@@ -20,13 +20,36 @@ use super::config::Config;
 use super::executors::ExecutorPool;
 use super::host_events::{HOST_INSTANCE, HostEvents};
 use super::http;
+use super::metrics::{CommandMetrics, Metrics, PipelineCollector, PluginSample, PluginSamples};
 use super::pipeline::{DropTypes, HTTP_INSTANCE, Pipeline, PipelineSource};
 use super::plan::Plan;
 use super::routing::SinkRoutes;
 use super::sinks::{AutomationSlot, SinkSupervision};
 use super::sources::{self as sources_mod, ClientSlot, CursorCell, SourceWorkload};
 use super::store::StoreError;
-use super::supervisor::{Kind, Lifecycle, Supervision, Supervisor};
+use super::supervisor::{Kind, Lifecycle, State, Supervision, Supervisor};
+
+/// How long open HTTP connections may hold up the end of a shutdown.
+const HTTP_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Plugin states for `/metrics`, read from the supervisor at scrape time.
+fn plugin_samples(supervisor: Supervisor) -> PluginSamples {
+    Arc::new(move || {
+        supervisor
+            .statuses()
+            .into_iter()
+            .map(|s| PluginSample {
+                kind: s.kind.as_str().to_owned(),
+                up: s.state == State::Running,
+                restarts: u64::from(s.restarts),
+                deactivated: s.state == State::Deactivated,
+                last_exit_code: s.last_exit_code.or(s.last_exit_signal.map(|sig| 128 + sig)),
+                instance: s.name,
+                plugin: s.plugin,
+            })
+            .collect()
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -51,10 +74,16 @@ pub struct Host {
     /// Every plugin instance's process, supervised.
     pub supervisor: Supervisor,
     groups: Groups,
-    tasks: Vec<JoinHandle<()>>,
+    /// What `GET /metrics` reports.
+    pub metrics: Arc<Metrics>,
+    /// What `GET /readyz` checks.
+    pub readiness: http::Readiness,
     pipeline: Pipeline,
     /// Per source: its HTTP forwarding slot and where it leaves its cursor (hot plug).
     source_state: HashMap<String, (ClientSlot, CursorCell)>,
+    /// The HTTP server outlives the rest, so `/readyz` can say "shutting down".
+    http_task: Option<JoinHandle<()>>,
+    http_stop: CancellationToken,
 }
 
 /// Stop tokens of the instance kinds, cancelled in shutdown order: sources
@@ -90,10 +119,18 @@ impl Host {
         let mut pipeline_sources: Vec<PipelineSource> = plan
             .sources
             .iter()
-            .map(|s| PipelineSource { name: Arc::from(s.name.as_str()), drop_types: s.drop_types.clone() })
+            .map(|s| PipelineSource {
+                name: Arc::from(s.name.as_str()),
+                drop_types: s.drop_types.clone(),
+                plugin: Some(Arc::from(s.plugin.info.name.as_str())),
+            })
             .collect();
         for pseudo in [HOST_INSTANCE, HTTP_INSTANCE] {
-            pipeline_sources.push(PipelineSource { name: Arc::from(pseudo), drop_types: DropTypes::default() });
+            pipeline_sources.push(PipelineSource {
+                name: Arc::from(pseudo),
+                drop_types: DropTypes::default(),
+                plugin: None,
+            });
         }
         for sink in &plan.sinks {
             if let SinkRoutes::Routes(routes) = plan.routing.for_sink(&sink.name)
@@ -137,8 +174,11 @@ impl Host {
         let host_events = HostEvents::new(host_queue);
         lifecycle_binder.bind(host_events.clone());
         let executors = Arc::new(ExecutorPool::new(&plan));
-        let commands =
-            Arc::new(CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone())));
+        let command_metrics = Arc::new(CommandMetrics::default());
+        let commands = Arc::new(
+            CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone()))
+                .with_metrics(Arc::clone(&command_metrics)),
+        );
         automations.bind(Arc::new(AutomationRunner::new(
             config.automations.clone(),
             Arc::clone(&commands),
@@ -171,7 +211,16 @@ impl Host {
             );
         }
         executors.supervise_all(&supervisor, &groups.executors);
-        let mut tasks = Vec::new();
+        let metrics = Arc::new(Metrics::new(
+            PipelineCollector::new(&pipeline),
+            plugin_samples(supervisor.clone()),
+            command_metrics,
+        ));
+        let readiness = {
+            let store = pipeline.store.clone();
+            http::Readiness::new(move || store.is_open())
+        };
+        let http_stop = CancellationToken::new();
 
         let http_addr = if config.http.enabled {
             let (store, counters, sink_stats) =
@@ -188,12 +237,13 @@ impl Host {
                 .merge(http::stats::router(
                     move || super::pipeline::stats_json(&store, &counters, &sink_stats),
                     config.http.token.clone(),
-                ));
-            match http::serve(&config.http, router, shutdown.clone()).await {
+                ))
+                .merge(http::metrics::router(Arc::clone(&metrics), config.http.token.clone()))
+                .merge(http::ready::router(readiness.clone()));
+            match http::serve(&config.http, router, http_stop.clone(), &readiness).await {
                 Ok((addr, task)) => {
                     tracing::info!(addr = %addr, "http listening");
-                    tasks.push(task);
-                    Some(addr)
+                    Some((addr, task))
                 }
                 Err(source) => {
                     shutdown.cancel();
@@ -209,6 +259,7 @@ impl Host {
         } else {
             None
         };
+        let (http_addr, http_task) = http_addr.unzip();
         Ok(Self {
             plan,
             shutdown,
@@ -219,9 +270,12 @@ impl Host {
             state_dir,
             supervisor,
             groups,
-            tasks,
+            metrics,
+            readiness,
             pipeline,
             source_state,
+            http_task,
+            http_stop,
         })
     }
 
@@ -246,6 +300,7 @@ impl Host {
     /// is killed with its process group.
     pub async fn wait(self) {
         self.shutdown.cancelled().await;
+        self.readiness.set_shutting_down();
         let drain = self.plan.shutdown.drain_timeout;
         tracing::info!("shutting down: stopping sources");
         self.groups.sources.cancel();
@@ -263,15 +318,6 @@ impl Host {
         }
         self.groups.executors.cancel();
         self.supervisor.join(Kind::Executor).await;
-        // The HTTP server stops with the shutdown token; a client that holds
-        // a stream open is not waited for past the drain timeout.
-        let _ = tokio::time::timeout(drain, async {
-            for task in self.tasks {
-                let _ = task.await;
-            }
-        })
-        .await;
-
         // Lifecycle events of the stopped instances are stored too.
         let _ = tokio::time::timeout(LIFECYCLE_FLUSH, self.supervisor.lifecycle().flush()).await;
         drop(self.host_events);
@@ -279,6 +325,13 @@ impl Host {
         self.pipeline.stop_within(drain).await;
         self.groups.sinks.cancel();
         self.supervisor.join(Kind::Sink).await;
+        // Last: until here `/readyz` answers 503 and `/metrics` still reads.
+        self.http_stop.cancel();
+        if let Some(task) = self.http_task
+            && tokio::time::timeout(HTTP_STOP_DEADLINE, task).await.is_err()
+        {
+            tracing::warn!("the HTTP server did not close its connections within {HTTP_STOP_DEADLINE:?}");
+        }
         tracing::info!("stopped");
     }
 }

@@ -13,6 +13,7 @@ pub mod host;
 pub mod host_events;
 pub mod http;
 pub mod isolation;
+pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod plugins_cli;

@@ -146,6 +146,7 @@ fn start_options_checked(config: &Config, problems: &mut Vec<String>) -> StartOp
         security: std::sync::Arc::new(
             config.plugins.iter().map(|(name, settings)| (name.clone(), launch_security(settings))).collect(),
         ),
+        ..defaults
     }
 }
 
@@ -276,11 +277,13 @@ pub fn plan(config: &Config, registry: &Registry, origin: PathBuf) -> Result<Pla
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { path: origin, problems });
     }
+    let plugin_names =
+        Arc::new(registry.described().map(|(e, d)| (e.file_name.clone(), d.info.name.clone())).collect());
     Ok(Plan {
         sources,
         executors,
         table,
-        start,
+        start: StartOptions { plugin_names, ..start },
         restart: config.restart.clone(),
         health: config.health.clone(),
         shutdown: config.shutdown.clone(),

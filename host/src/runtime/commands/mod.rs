@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::executors::{CommandError, ExecutorPool};
 use super::host_events::HostEvents;
+use super::metrics::CommandMetrics;
 use super::resolve::{ResolveError, Resolved};
 use super::secrets::{SecretString, mask_text};
 use output::OutputCollector;
@@ -106,6 +107,21 @@ pub enum Status {
 }
 
 impl Status {
+    /// Its name in replies and in the `outcome` label of the command metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Denied => "denied",
+            Status::Unknown => "unknown",
+            Status::Invalid => "invalid",
+            Status::Busy => "busy",
+            Status::Timeout => "timeout",
+            Status::Unavailable => "unavailable",
+            Status::Error => "error",
+        }
+    }
+
     /// The exit code reported when no plugin result exists (shell conventions).
     pub fn exit_code(self) -> i32 {
         match self {
@@ -149,12 +165,19 @@ pub struct CommandService {
     pool: Arc<ExecutorPool>,
     policy: Policy,
     audit: Option<HostEvents>,
+    metrics: Option<Arc<CommandMetrics>>,
 }
 
 impl CommandService {
     /// `audit`: where audit events go (none for one-shot CLI use).
     pub fn new(pool: Arc<ExecutorPool>, config: &CommandsConfig, audit: Option<HostEvents>) -> Self {
-        Self { pool, policy: Policy::new(config.policies.clone(), &config.groups), audit }
+        Self { pool, policy: Policy::new(config.policies.clone(), &config.groups), audit, metrics: None }
+    }
+
+    /// Records every command in `metrics` (`plugboard run`).
+    pub fn with_metrics(mut self, metrics: Arc<CommandMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn pool(&self) -> &Arc<ExecutorPool> {
@@ -170,8 +193,11 @@ impl CommandService {
     pub async fn run(&self, request: CommandRequest, mut on_output: impl FnMut(&[u8]) + Send) -> CommandReply {
         let started = Instant::now();
         let caller = self.policy.with_groups(request.caller);
-        let mut reply = self.run_inner(&caller, &request.command, request.event, &mut on_output).await;
+        let (mut reply, resolved_to) = self.run_inner(&caller, &request.command, request.event, &mut on_output).await;
         reply.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+        if let Some(metrics) = &self.metrics {
+            metrics.command(resolved_to.as_deref().unwrap_or_default(), reply.status.as_str());
+        }
         if let Some(audit) = &self.audit {
             // A secret typed into a command is masked in the record too.
             let command = mask_text(&request.command, &self.secrets_of(reply.executor.as_deref()));
@@ -185,40 +211,49 @@ impl CommandService {
         executor.and_then(|e| self.pool.instance(e)).map(|i| i.plan().secrets.clone()).unwrap_or_default()
     }
 
+    /// The reply, and the executor instance the command resolved to (also
+    /// when it was refused), for the metrics.
     async fn run_inner(
         &self,
         caller: &Caller,
         command: &str,
         event: Option<CloudEvent>,
         on_output: &mut (dyn FnMut(&[u8]) + Send),
-    ) -> CommandReply {
+    ) -> (CommandReply, Option<String>) {
         let words = match shell_words::split(command) {
             Ok(words) => words,
-            Err(e) => return CommandReply::refused(Status::Invalid, format!("cannot parse command: {e}")),
+            Err(e) => return (CommandReply::refused(Status::Invalid, format!("cannot parse command: {e}")), None),
         };
-        match words.first().map(String::as_str) {
-            None => return self.help_reply(caller, on_output),
-            Some(HELP) if words.len() == 1 => return self.help_reply(caller, on_output),
-            Some(HELP) => return self.prefix_help(caller, &words[1..].join(" "), on_output),
-            Some(_) => {}
+        let reply = match words.first().map(String::as_str) {
+            None => Some(self.help_reply(caller, on_output)),
+            Some(HELP) if words.len() == 1 => Some(self.help_reply(caller, on_output)),
+            Some(HELP) => Some(self.prefix_help(caller, &words[1..].join(" "), on_output)),
+            Some(_) => None,
+        };
+        if let Some(reply) = reply {
+            let executor = reply.executor.clone();
+            return (reply, executor);
         }
         let resolved = match self.pool.table().resolve(words) {
             Ok(r) => r,
-            Err(e) => return self.unknown(caller, e),
+            Err(e) => return (self.unknown(caller, e), None),
         };
         if resolved.args.len() == 1 && resolved.args[0] == HELP {
-            return self.prefix_help(caller, &resolved.prefix, on_output);
+            let reply = self.prefix_help(caller, &resolved.prefix, on_output);
+            return (reply, Some(resolved.executor));
         }
         if let Decision::Deny { reason } = self.policy.decide(caller, &resolved.command) {
-            return CommandReply::refused(
+            let reply = CommandReply::refused(
                 Status::Denied,
                 format!(
                     "permission denied: {} may not run {:?} in {} on {} ({reason})",
                     caller.user, resolved.command, caller.channel, caller.platform
                 ),
             );
+            return (reply, Some(resolved.executor));
         }
-        self.execute(caller, resolved, event, on_output).await
+        let executor = resolved.executor.clone();
+        (self.execute(caller, resolved, event, on_output).await, Some(executor))
     }
 
     async fn execute(
@@ -241,7 +276,11 @@ impl CommandService {
             groups: caller.groups.clone(),
         };
         let mut collected = OutputCollector::new(max_output, &secrets);
+        let started = Instant::now();
         let result = self.pool.run_resolved(resolved, context, |chunk| collected.push(chunk, &mut *on_output)).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.duration(&executor, started.elapsed());
+        }
         let output = collected.finish(&mut *on_output);
         let (status, exit_code, error) = match result {
             Ok((_, outcome)) => {
@@ -359,4 +398,18 @@ impl CommandService {
 /// Time left before a deadline, for surfaces that must answer in time.
 pub fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    /// The metrics' `outcome` label is the status replies carry.
+    #[test]
+    fn status_names_match_the_replies() {
+        use Status::*;
+        for status in [Ok, Failed, Denied, Unknown, Invalid, Busy, Timeout, Unavailable, Error] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
 }

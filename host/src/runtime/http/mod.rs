@@ -3,13 +3,18 @@
 //! shape, so every endpoint answers alike.
 //!
 //! Endpoints: [`events`] (`POST /v1/events`), [`sources`]
-//! (`/v1/sources/{instance}`), [`stats`] (`GET /v1/stats`), `/healthz`.
+//! (`/v1/sources/{instance}`), [`stats`] (`GET /v1/stats`), [`metrics`]
+//! (`GET /metrics`), `/healthz` (process alive) and [`ready`] (`GET /readyz`).
 
 pub mod binding;
 pub mod events;
+pub mod metrics;
 pub mod plugins;
+pub mod ready;
 pub mod sources;
 pub mod stats;
+
+pub use ready::Readiness;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -132,11 +137,12 @@ pub fn base_router() -> Router {
 }
 
 /// Binds `config.listen` and serves `router` until `shutdown`; returns the
-/// bound address (useful with port 0).
+/// bound address (useful with port 0). `readiness` knows while it serves.
 pub async fn serve(
     config: &HttpConfig,
     router: Router,
     shutdown: CancellationToken,
+    readiness: &Readiness,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
@@ -144,8 +150,11 @@ pub async fn serve(
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(config.body_limit))
         .layer(axum::middleware::map_response(json_payload_too_large));
+    let readiness = readiness.clone();
+    readiness.set_listening(true);
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        readiness.set_listening(false);
         if let Err(e) = result {
             tracing::error!(error = %e, "HTTP server failed");
         }

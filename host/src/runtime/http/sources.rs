@@ -113,13 +113,13 @@ async fn handle(endpoint: &SourcesEndpoint, instance: &str, request: Request) ->
     let mut events = response.events;
     for event in &mut events {
         if let Some(header) = redact(event, &secrets) {
-            tracing::warn!(source = %instance, id = %event.id, "the event carried the value of the {header} header; redacted it");
+            tracing::warn!(source = %instance, instance = %instance, plugin = %source.plugin, id = %event.id, "the event carried the value of the {header} header; redacted it");
         }
     }
     if !events.is_empty() {
         match endpoint.ingress.ingest(&source.name, events).await {
             Ok(report) => {
-                tracing::debug!(source = %instance, stored = report.stored, duplicates = report.duplicates, "stored events from a forwarded request");
+                tracing::debug!(source = %instance, instance = %instance, plugin = %source.plugin, stored = report.stored, duplicates = report.duplicates, "stored events from a forwarded request");
             }
             Err(e @ IngestError::Invalid { .. }) => {
                 return Err(ApiError::new(
@@ -147,7 +147,9 @@ async fn handle(endpoint: &SourcesEndpoint, instance: &str, request: Request) ->
             (Ok(name), Ok(value)) if !is_hop_by_hop(&name) => {
                 reply.headers_mut().insert(name, value);
             }
-            _ => tracing::debug!(source = %instance, header = %name, "dropped an invalid response header"),
+            _ => {
+                tracing::debug!(source = %instance, instance = %instance, plugin = %source.plugin, header = %name, "dropped an invalid response header")
+            }
         }
     }
     Ok(reply)

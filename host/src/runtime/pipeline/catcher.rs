@@ -41,7 +41,23 @@ struct Caught {
 pub struct SourceQueue {
     instance: Arc<str>,
     permits: Arc<Semaphore>,
+    capacity: usize,
     tx: mpsc::UnboundedSender<Caught>,
+}
+
+/// How many events a source has queued but the catcher has not yet handed
+/// to the store, read from the queue's permits: nothing is counted on the
+/// event path. Holds no sender, so it never keeps the pipeline open.
+#[derive(Debug, Clone)]
+pub struct QueueDepth {
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl QueueDepth {
+    pub fn get(&self) -> usize {
+        self.capacity.saturating_sub(self.permits.available_permits())
+    }
 }
 
 impl std::fmt::Debug for SourceQueue {
@@ -53,6 +69,11 @@ impl std::fmt::Debug for SourceQueue {
 impl SourceQueue {
     pub fn instance(&self) -> &Arc<str> {
         &self.instance
+    }
+
+    /// A view of this queue's depth (for metrics).
+    pub fn depth(&self) -> QueueDepth {
+        QueueDepth { permits: Arc::clone(&self.permits), capacity: self.capacity }
     }
 
     /// Queues an event with the cursor marking its position (may be empty),
@@ -67,6 +88,7 @@ impl SourceQueue {
 /// What the catcher applies to one instance's events.
 struct Rules {
     drop_types: DropTypes,
+    plugin: Option<Arc<str>>,
     counters: Arc<SourceCounters>,
     invalid_log: LogLimiter,
 }
@@ -96,9 +118,15 @@ pub struct QueueMaker {
 impl QueueMaker {
     /// A queue of `capacity` events for `instance` (replacing the rules of
     /// an earlier instance of that name), or `None` after shutdown.
-    pub fn queue(&self, instance: Arc<str>, capacity: usize, drop_types: DropTypes) -> Option<SourceQueue> {
+    pub fn queue(
+        &self,
+        instance: Arc<str>,
+        capacity: usize,
+        drop_types: DropTypes,
+        plugin: Option<Arc<str>>,
+    ) -> Option<SourceQueue> {
         let tx = self.tx.upgrade()?;
-        Some(make_queue(&self.rules, &self.counters, tx, instance, capacity, drop_types))
+        Some(make_queue(&self.rules, &self.counters, tx, instance, capacity, drop_types, plugin))
     }
 }
 
@@ -109,14 +137,17 @@ fn make_queue(
     instance: Arc<str>,
     capacity: usize,
     drop_types: DropTypes,
+    plugin: Option<Arc<str>>,
 ) -> SourceQueue {
     let new = Rules {
         drop_types,
+        plugin,
         counters: counters.source(&instance),
         invalid_log: LogLimiter::new(Duration::from_secs(60), 10),
     };
     rules.lock().unwrap_or_else(|e| e.into_inner()).insert(Arc::clone(&instance), new);
-    SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity.max(1))), tx }
+    let capacity = capacity.max(1);
+    SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity)), capacity, tx }
 }
 
 impl Catcher {
@@ -125,9 +156,15 @@ impl Catcher {
         Self { store, rx, tx, rules: SharedRules::default(), counters }
     }
 
-    /// A queue of `capacity` events for `instance`.
-    pub fn queue(&mut self, instance: Arc<str>, capacity: usize, drop_types: DropTypes) -> SourceQueue {
-        make_queue(&self.rules, &self.counters, self.tx.clone(), instance, capacity, drop_types)
+    /// A queue of `capacity` events for `instance` (which runs `plugin`).
+    pub fn queue(
+        &mut self,
+        instance: Arc<str>,
+        capacity: usize,
+        drop_types: DropTypes,
+        plugin: Option<Arc<str>>,
+    ) -> SourceQueue {
+        make_queue(&self.rules, &self.counters, self.tx.clone(), instance, capacity, drop_types, plugin)
     }
 
     /// Makes queues later, while the catcher runs.
@@ -175,7 +212,14 @@ fn catch(rules: &mut HashMap<Arc<str>, Rules>, caught: &mut Vec<Caught>, mut bat
         if let Err(e) = plugboard_proto::event::validate(&c.event) {
             SourceCounters::add(&rules.counters.invalid, 1);
             if let Some(suppressed) = rules.invalid_log.allow() {
-                tracing::warn!(source = %c.instance, id = %c.event.id, suppressed, "rejected an invalid event: {e}");
+                tracing::warn!(
+                    source = %c.instance,
+                    instance = %c.instance,
+                    plugin = rules.plugin.as_deref(),
+                    id = %c.event.id,
+                    suppressed,
+                    "rejected an invalid event: {e}"
+                );
             }
         } else if rules.drop_types.drops(&c.event.r#type) {
             SourceCounters::add(&rules.counters.dropped, 1);
@@ -245,11 +289,13 @@ mod tests {
         let (store, _) = Store::open(dir.path()).unwrap();
         let counters = Arc::new(Counters::new([&Arc::from("flood"), &Arc::from("calm")]));
         let mut catcher = Catcher::new(store.clone(), counters);
-        let flood = catcher.queue(Arc::from("flood"), 4, DropTypes::default());
-        let calm = catcher.queue(Arc::from("calm"), 4, DropTypes::default());
+        let flood = catcher.queue(Arc::from("flood"), 4, DropTypes::default(), None);
+        let calm = catcher.queue(Arc::from("calm"), 4, DropTypes::default(), None);
+        let (flood_depth, calm_depth) = (flood.depth(), calm.depth());
         for i in 0..4 {
             flood.send(event(&format!("f{i}")), i.to_string()).await.unwrap();
         }
+        assert_eq!((flood_depth.get(), calm_depth.get()), (4, 0));
         // The catcher is not running: the flood's fifth event must wait...
         let blocked = tokio::time::timeout(Duration::from_millis(100), flood.send(event("f4"), "4".into())).await;
         assert!(blocked.is_err(), "a full queue accepted another event");
@@ -264,6 +310,8 @@ mod tests {
         flood.send(event("f4"), "4".into()).await.unwrap();
         drop((flood, calm));
         task.await.unwrap();
+        // Handed to the store: nothing is queued any more.
+        assert_eq!((flood_depth.get(), calm_depth.get()), (0, 0));
         store.flush().await.unwrap();
         let mut reader = store.reader().unwrap();
         let mut ids: Vec<String> =

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use catcher::{QueueClosed, QueueMaker, SourceQueue};
+pub use catcher::{QueueClosed, QueueDepth, QueueMaker, SourceQueue};
 pub use counters::Counters;
 pub use drop_types::DropTypes;
 pub use ingress::{IngestError, IngestReport, Ingress};
@@ -44,6 +44,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub struct PipelineSource {
     pub name: Arc<str>,
     pub drop_types: DropTypes,
+    /// The plugin the instance runs (none for the pseudo instances), for logs.
+    pub plugin: Option<Arc<str>>,
 }
 
 /// A running pipeline.
@@ -78,7 +80,10 @@ impl Pipeline {
         let mut catcher = catcher::Catcher::new(store.clone(), Arc::clone(&counters));
         let queues = sources
             .iter()
-            .map(|s| (Arc::clone(&s.name), catcher.queue(Arc::clone(&s.name), SOURCE_QUEUE, s.drop_types.clone())))
+            .map(|s| {
+                let queue = catcher.queue(Arc::clone(&s.name), SOURCE_QUEUE, s.drop_types.clone(), s.plugin.clone());
+                (Arc::clone(&s.name), queue)
+            })
             .collect();
         let drop_types =
             Arc::new(sources.iter().map(|s| (s.name.to_string(), s.drop_types.clone())).collect::<HashMap<_, _>>());

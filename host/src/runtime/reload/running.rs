@@ -38,7 +38,12 @@ impl Instances for HostInstances {
                 let source = plan.sources.iter().find(|s| s.name == key.name).ok_or("not in the new plan")?;
                 let queue = self
                     .queues
-                    .queue(Arc::from(source.name.as_str()), SOURCE_QUEUE, source.drop_types.clone())
+                    .queue(
+                        Arc::from(source.name.as_str()),
+                        SOURCE_QUEUE,
+                        source.drop_types.clone(),
+                        Some(Arc::from(source.plugin.info.name.as_str())),
+                    )
                     .ok_or("the event pipeline has shut down")?;
                 let (slot, cursor) = {
                     let known = self.sources.lock().unwrap_or_else(|e| e.into_inner());

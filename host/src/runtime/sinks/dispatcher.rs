@@ -67,6 +67,8 @@ pub struct DispatchControl {
 /// The delivery loop of one sink.
 pub struct Dispatcher {
     name: Arc<str>,
+    /// The plugin of a plugin sink, for logs.
+    plugin: Option<Arc<str>>,
     sink: Box<dyn Sink>,
     routes: SinkRoutes,
     store: Store,
@@ -93,8 +95,13 @@ impl Dispatcher {
         let reader = SharedReader::new(store.reader()?);
         let stats = Arc::new(SinkStats::default());
         stats.cursor.store(cursor, Ordering::Relaxed);
+        let plugin = match &plan.kind {
+            super::SinkKind::Plugin { plugin, .. } => Some(Arc::from(plugin.info.name.as_str())),
+            _ => None,
+        };
         Ok(Self {
             name: Arc::clone(&plan.name),
+            plugin,
             sink,
             routes,
             store,
@@ -147,7 +154,7 @@ impl Dispatcher {
             }
             batch.clear();
             if let Err(e) = self.fetch(&mut batch).await {
-                tracing::error!(sink = %self.name, "cannot read the event store: {e}");
+                tracing::error!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), "cannot read the event store: {e}");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = control.stop.cancelled() => break,
@@ -168,7 +175,7 @@ impl Dispatcher {
         }
         self.persist_cursor();
         self.sink.close().await;
-        tracing::debug!(sink = %self.name, cursor = self.cursor, "sink dispatcher stopped");
+        tracing::debug!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), cursor = self.cursor, "sink dispatcher stopped");
     }
 
     /// Moves the cursor; it is persisted within [`CURSOR_PERSIST_DELAY`].
@@ -242,7 +249,7 @@ impl Dispatcher {
                 }
                 SinkStats::add(&self.stats.dead_lettered, dead.len() as u64);
                 tracing::warn!(
-                    sink = %self.name,
+                    sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(),
                     attempts,
                     events = dead.len(),
                     first_seq = dead[0].seq,
@@ -254,7 +261,7 @@ impl Dispatcher {
                 continue;
             }
             let delay = self.retry.delay(attempts);
-            tracing::warn!(sink = %self.name, attempts, seq = pending[0].seq, "delivery failed: {message}; retrying in {delay:?}");
+            tracing::warn!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), attempts, seq = pending[0].seq, "delivery failed: {message}; retrying in {delay:?}");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = control.stop.cancelled() => return Err(Stopped),
@@ -278,7 +285,7 @@ impl Dispatcher {
         let replays = match self.reader.call(move |r| r.replays(&name)).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(sink = %self.name, "cannot read replay requests: {e}");
+                tracing::warn!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), "cannot read replay requests: {e}");
                 return Ok(());
             }
         };
@@ -287,7 +294,7 @@ impl Dispatcher {
                 Some(since) => {
                     // Rewind only: a replay never skips undelivered events.
                     let cursor = since.saturating_sub(1).min(self.cursor);
-                    tracing::info!(sink = %self.name, since, "replaying every event from seq {since}");
+                    tracing::info!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), since, "replaying every event from seq {since}");
                     self.store.clear_dead_letters_from(&self.name, since);
                     self.advance(cursor);
                     self.persist_cursor();
@@ -311,11 +318,11 @@ impl Dispatcher {
         let events = match events {
             Ok(events) => events,
             Err(e) => {
-                tracing::error!(sink = %self.name, "cannot read dead letters to replay: {e}");
+                tracing::error!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), "cannot read dead letters to replay: {e}");
                 return Ok(());
             }
         };
-        tracing::info!(sink = %self.name, events = events.len(), "replaying dead letters");
+        tracing::info!(sink = %self.name, instance = %self.name, plugin = self.plugin.as_deref(), events = events.len(), "replaying dead letters");
         for chunk in events.chunks(self.batch_size) {
             self.deliver(chunk, true, control).await?;
         }

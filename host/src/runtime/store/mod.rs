@@ -276,6 +276,12 @@ impl Store {
         self.inner.committed.clone()
     }
 
+    /// Whether the writer still takes events (false once closed, or if its
+    /// thread ended).
+    pub fn is_open(&self) -> bool {
+        !self.inner.tx.is_closed()
+    }
+
     /// Stored and duplicate counts per source instance since the host started.
     pub fn instance_counts(&self) -> HashMap<Arc<str>, InstanceCounts> {
         self.inner.shared.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
