@@ -44,7 +44,12 @@ fn main() {
     std::fs::create_dir(&plugins).expect("plugins dir");
     std::os::unix::fs::symlink(bin("plugboard-echo"), plugins.join("plugboard-echo")).expect("link echo");
     let config = dir.path().join("plugboard.yaml");
-    std::fs::write(&config, "plugins_dir: plugins\nexecutors:\n  - name: echo\n    plugin: echo\n").expect("config");
+    // A state dir of its own: the default one may be in use by another host.
+    let yaml = format!(
+        "plugins_dir: plugins\nstate_dir: {}\nexecutors:\n  - name: echo\n    plugin: echo\n",
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, yaml).expect("config");
 
     let mut child = Command::new(bin("plugboard"))
         .args(["--log-format", "json", "--listen", "127.0.0.1:0", "run", "--config"])

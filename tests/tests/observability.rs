@@ -263,9 +263,12 @@ commands:
         ["received", "stored", "deduplicated", "rejected", "dropped"].map(|n| source(n, "http")),
         [3.0, 1.0, 1.0, 1.0, 0.0]
     );
-    assert_eq!(source("stored", "plugboard"), 6.0, "one audit event per command");
-    // What was stored is exactly what each sink dealt with.
-    assert_eq!(m.sum("plugboard_events_stored_total"), in_file);
+    // The host's own instance holds the 6 audit events (counted in the file
+    // above) and lifecycle events, which no route sends to these sinks.
+    let host_stored = source("stored", "plugboard");
+    assert!(host_stored >= 6.0, "one audit event per command, plus lifecycle events: {host_stored}");
+    // What the sources stored is exactly what each sink dealt with.
+    assert_eq!(m.sum("plugboard_events_stored_total") - host_stored, in_file - 6.0);
     assert_eq!(m.value("plugboard_events_dead_lettered_total", &[("sink", "out")]), 0.0);
     assert_eq!(m.value("plugboard_events_delivered_total", &[("sink", "hook")]), 0.0);
     for sink in ["out", "hook"] {

@@ -44,6 +44,11 @@ impl From<tonic::Status> for ExecuteError {
         match status.code() {
             // The connection is gone: the process died or is restarting.
             tonic::Code::Unavailable => ExecuteError::Unavailable(status.message().to_owned()),
+            // The deadline sent as grpc-timeout expired (tonic's own timer, or
+            // the plugin's) a moment before ours: the same timeout, reported
+            // as one; `execute` fills in the duration.
+            tonic::Code::DeadlineExceeded => ExecuteError::Timeout(Duration::ZERO),
+            tonic::Code::Cancelled if status.message() == "Timeout expired" => ExecuteError::Timeout(Duration::ZERO),
             // tonic's text gives both sizes; say which setting governs them.
             _ if status.message().contains("message length too large") => {
                 ExecuteError::Failed(format!("message over max_message_size: {}", status.message()))
@@ -105,8 +110,8 @@ impl ExecutorClient {
             Err(ExecuteError::NoResult)
         };
         match tokio::time::timeout(timeout, call).await {
+            Ok(Err(ExecuteError::Timeout(_))) | Err(_) => Err(ExecuteError::Timeout(timeout)),
             Ok(result) => result,
-            Err(_) => Err(ExecuteError::Timeout(timeout)),
         }
     }
 }
