@@ -20,9 +20,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SOURCES: usize = 100;
 const SINKS: usize = 10;
 const EXECUTORS: usize = 10;
+/// Scrapes timed under `cargo bench`; `cargo test --all-targets` runs a smoke test of a few.
 const SCRAPES: usize = 2_000;
+const SMOKE_SCRAPES: usize = 20;
 
 fn main() {
+    let scrapes = if std::env::args().any(|a| a == "--bench") { SCRAPES } else { SMOKE_SCRAPES };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let state = tempfile::Builder::new().prefix("pbbench-").tempdir().expect("state dir");
@@ -85,11 +88,11 @@ fn main() {
             Metrics::new(PipelineCollector::new(&pipeline), Arc::new(move || plugins.clone()), Arc::clone(&commands));
 
         let mut bytes = 0;
-        for _ in 0..50 {
+        for _ in 0..scrapes.min(50) {
             bytes = metrics.encode().len();
         }
-        let mut took = Vec::with_capacity(SCRAPES);
-        for _ in 0..SCRAPES {
+        let mut took = Vec::with_capacity(scrapes);
+        for _ in 0..scrapes {
             let started = Instant::now();
             let text = metrics.encode();
             took.push(started.elapsed());
@@ -101,7 +104,7 @@ fn main() {
         println!("| measure | p50 | p99 |");
         println!("|---|---|---|");
         println!(
-            "| one /metrics scrape, {SOURCES} sources, {SINKS} sinks, {SOURCES} plugins, {EXECUTORS} executors ({} KiB of text), {SCRAPES} scrapes | {:?} | {:?} |",
+            "| one /metrics scrape, {SOURCES} sources, {SINKS} sinks, {SOURCES} plugins, {EXECUTORS} executors ({} KiB of text), {scrapes} scrapes | {:?} | {:?} |",
             bytes / 1024,
             pct(0.5),
             pct(0.99)

@@ -3,6 +3,7 @@
 //! stored/duplicate counts, the queue's permits) and per sink (its stats and
 //! cursor against the store's committed seq). The event path pays nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,7 +21,7 @@ pub struct PipelineCollector {
     store: Store,
     counters: Arc<Counters>,
     sinks: Vec<(Arc<str>, Arc<SinkStats>)>,
-    queues: Vec<(Arc<str>, QueueDepth)>,
+    queues: HashMap<Arc<str>, QueueDepth>,
 }
 
 impl std::fmt::Debug for PipelineCollector {
@@ -44,8 +45,7 @@ impl PipelineCollector {
     /// Reads `pipeline`'s counters; holds no queue sender, so it never keeps
     /// the pipeline from stopping.
     pub fn new(pipeline: &Pipeline) -> Self {
-        let mut queues: Vec<_> = pipeline.queues.iter().map(|(name, q)| (Arc::clone(name), q.depth())).collect();
-        queues.sort_by(|a, b| a.0.cmp(&b.0));
+        let queues = pipeline.queues.iter().map(|(name, q)| (Arc::clone(name), q.depth())).collect();
         Self {
             store: pipeline.store.clone(),
             counters: Arc::clone(&pipeline.counters),
@@ -62,7 +62,7 @@ impl PipelineCollector {
             .map(|(name, c)| {
                 let (received, rejected, dropped) = c.snapshot();
                 let s = stored.get(name).copied().unwrap_or_default();
-                let queued = self.queues.iter().find(|(q, _)| q == name).map(|(_, d)| d.get()).unwrap_or(0);
+                let queued = self.queues.get(name).map(QueueDepth::get).unwrap_or(0);
                 SourceRow {
                     name: Arc::clone(name),
                     received,
