@@ -7,6 +7,7 @@
 //! `PLUGBOARD_SOAK_SECS` sets how long the kills go on (default 60).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -185,7 +186,10 @@ fn sigkills_every_few_hundred_ms_lose_no_event_and_leave_no_command_unanswered()
     let (indexes, repeats) = stored_indexes(&sink);
     let (ok, unavailable): (u64, u64) = figures.iter().fold((0, 0), |(o, u), f| (o + f.ok, u + f.unavailable));
     let wrong: Vec<&String> = figures.iter().flat_map(|f| &f.wrong).collect();
-    eprintln!(
+    // Straight to the process's stderr, not `eprintln!`: the test harness
+    // captures the macros, and these figures are for every run's log.
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "soak figures: {:?} of kills (seed {seed}): {} kills ({source_kills} source, {executor_kills} executor, the rest mid-launch), \
          {} events (max index {}, {repeats} repeated lines), commands: {ok} ok, {unavailable} unavailable, {} wrong; {restarts} restarts in /metrics; \
          host rss {rss_start} -> {rss_end} KiB, fds {fds_start} -> {fds_end}",
