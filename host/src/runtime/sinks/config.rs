@@ -27,13 +27,15 @@ use plugboard_proto::plugboard::v1::PluginKind;
 use serde::{Deserialize, Deserializer};
 
 use crate::plugin::Described;
-use crate::runtime::isolation::{ByteSize, LimitsConfig};
+use crate::runtime::isolation::with_isolation_fields;
 
 /// Events handed to a sink per delivery when its kind has no limit of its own.
 pub const DEFAULT_BATCH_SIZE: usize = 512;
 /// The sink a config without `sinks:` gets.
 pub const DEFAULT_SINK: &str = "stdout";
 
+with_isolation_fields! {
+/// A sink; the isolation fields apply to plugin sinks only.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
@@ -64,24 +66,7 @@ pub struct SinkConfig {
     /// Most events per delivery (default 512; http sinks send one per request).
     #[serde(default)]
     pub batch_size: Option<usize>,
-    /// Resource limits of the plugin process (see [`crate::runtime::isolation`]; plugin sinks only).
-    #[serde(default)]
-    pub limits: Option<LimitsConfig>,
-    /// Variables set in the plugin's environment.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Variables passed through from the host's environment (when set).
-    #[serde(default)]
-    pub env_allow: Vec<String>,
-    /// Give the plugin the host's whole environment (default: scrubbed).
-    #[serde(default)]
-    pub inherit_env: Option<bool>,
-    /// `user[:group]` the plugin runs as (the host must run as root).
-    #[serde(default)]
-    pub run_as: Option<String>,
-    /// Largest gRPC message to or from the plugin (default 64 MiB).
-    #[serde(default)]
-    pub max_message_size: Option<ByteSize>,
+}
 }
 
 /// `key:` with no value (YAML null) means "this kind, default settings".
