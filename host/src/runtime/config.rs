@@ -421,6 +421,10 @@ impl Config {
             let (restart, health) = self.supervision_of(e.restart.as_ref(), e.health.as_ref());
             problems.extend(supervision_problems(&format!("executors[{i}] {:?}: ", e.name), &restart, &health));
         }
+        for (i, s) in self.sinks.iter().enumerate() {
+            let (restart, health) = self.supervision_of(s.restart.as_ref(), s.health.as_ref());
+            problems.extend(supervision_problems(&format!("sinks[{i}] {:?}: ", s.name), &restart, &health));
+        }
         if self.shutdown.drain_timeout.is_zero() {
             problems.push("shutdown.drain_timeout must be greater than zero".into());
         }
@@ -572,6 +576,22 @@ executors:
         assert!(problems.iter().any(|p| p == "executors[0] \"e\": health.failures must be at least 1"), "{problems:?}");
         let err = Config::parse("sources:\n  - { name: a, plugin: tick, restart: { max_restart: 2 } }\n").unwrap_err();
         assert!(err.contains("unknown field `max_restart`"), "{err}");
+    }
+
+    #[test]
+    fn sink_restart_and_health_are_checked_like_the_instances() {
+        let c = Config::parse(
+            "restart: { max_restarts: 5 }\nsinks:\n  - { name: p, plugin: recorder, restart: { multiplier: 0.5 }, health: { failures: 0 } }\n",
+        )
+        .unwrap();
+        let problems = c.static_problems();
+        assert_eq!(
+            problems,
+            [
+                "sinks[0] \"p\": restart.multiplier must be at least 1, not 0.5",
+                "sinks[0] \"p\": health.failures must be at least 1"
+            ]
+        );
     }
 
     #[test]
