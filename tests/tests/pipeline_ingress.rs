@@ -401,7 +401,12 @@ fn invalid_duplicate_and_dropped_source_events_are_counted_and_not_stored() {
             "sources:\n  - name: scripted\n    plugin: recorder\n    drop_types: [com.example.noise, 'com.example.debug.*']\n    config: {{ script: {script} }}\n"
         ),
     );
-    wait_for("8 events received", DEADLINE, || stats(&addr)["sources"]["scripted"]["received"] == 8);
+    // `received` is counted as events arrive, `stored` and `duplicates` once the store has committed them.
+    wait_for("8 events received and each one accounted for", DEADLINE, || {
+        let s = &stats(&addr)["sources"]["scripted"];
+        let accounted: u64 = ["invalid", "dropped", "stored", "duplicates"].iter().filter_map(|k| s[*k].as_u64()).sum();
+        s["received"] == 8 && accounted == 8
+    });
     let s = stats(&addr)["sources"]["scripted"].clone();
     assert_eq!(s, json!({"received": 8, "invalid": 3, "dropped": 2, "stored": 2, "duplicates": 1}));
     assert_eq!(stored_ids(&config, &["--source", "scripted"]), ["1", "6"]);
