@@ -7,26 +7,13 @@
 //!
 //! Prints a table; asserts nothing (timing belongs here, not in tests).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `make bench` (it builds the release binaries first)", path.display());
-    path
-}
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pick(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
-}
+use support::{Stats, bin, env_count, stats_header, stats_row};
 
 /// Kills the host when the bench ends, however it ends.
 struct Host(std::process::Child);
@@ -120,29 +107,14 @@ fn main() {
     });
     drop(host);
 
-    let mut sorted = latencies;
-    sorted.sort();
-    let mean = sorted.iter().sum::<Duration>() / sorted.len() as u32;
     println!();
     println!(
         "plugboard command benchmark: `echo hi` through POST /v1/commands ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!(
-        "| {:<34} | {:>7} | {:>10} | {:>10} | {:>10} | {:<12} |",
-        "measure", "n", "p50", "p99", "mean", "goal (p50)"
-    );
-    println!("|{:-<36}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
-    println!(
-        "| {:<34} | {:>7} | {:>10.1?} | {:>10.1?} | {:>10.1?} | {:<12} |",
-        "command round trip (HTTP, echo)",
-        sorted.len(),
-        pick(&sorted, 0.50),
-        pick(&sorted, 0.99),
-        mean,
-        "< 1 ms"
-    );
+    stats_header(34);
+    stats_row(34, "command round trip (HTTP, echo)", &Stats::of(latencies), "< 1 ms");
     println!();
     println!("throughput with {callers} concurrent callers: {throughput:.0} commands/s");
 }

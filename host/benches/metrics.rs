@@ -4,6 +4,8 @@
 //! scrape time, so this is what observability costs; the event path pays
 //! nothing. Prints a table; asserts nothing.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,8 @@ use plugboard_host::runtime::routing::Routing;
 use plugboard_host::runtime::sinks::config::DEFAULT_BATCH_SIZE;
 use plugboard_host::runtime::sinks::{self, RetryConfig, SinkKind, SinkPlan};
 use plugboard_proto::CloudEvent;
+
+use support::pick;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -99,15 +103,14 @@ fn main() {
             std::hint::black_box(text);
         }
         took.sort();
-        let pct = |p: f64| took[((took.len() - 1) as f64 * p) as usize];
         println!();
         println!("| measure | p50 | p99 |");
         println!("|---|---|---|");
         println!(
             "| one /metrics scrape, {SOURCES} sources, {SINKS} sinks, {SOURCES} plugins, {EXECUTORS} executors ({} KiB of text), {scrapes} scrapes | {:?} | {:?} |",
             bytes / 1024,
-            pct(0.5),
-            pct(0.99)
+            pick(&took, 0.5),
+            pick(&took, 0.99)
         );
         pipeline.stop().await;
     });

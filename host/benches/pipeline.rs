@@ -11,6 +11,8 @@
 //!
 //! Prints a table; asserts nothing (timing belongs here, not in tests).
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,21 +29,11 @@ use plugboard_host::runtime::supervisor::{Kind, Supervisor};
 use plugboard_proto::io::cloudevents::v1::cloud_event::cloud_event_attribute_value::Attr;
 use tokio_util::sync::CancellationToken;
 
+use support::{bin, env_count, pick};
+
 // The allocator the plugboard binary uses.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `make bench` (it builds the release plugins first)", path.display());
-    path
-}
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// What a measured sink saw.
 #[derive(Default)]
@@ -104,10 +96,6 @@ fn cpu_time(who: i32) -> Duration {
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-fn pick(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
 }
 
 /// One run: `range` with `config` → store → `kind`, until the sink has `events`.

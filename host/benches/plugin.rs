@@ -10,40 +10,16 @@
 //!
 //! Prints a table; asserts nothing (timing belongs here, not in tests).
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use plugboard_host::plugin::{self, CommandRequest, StartOptions};
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `make bench` (it builds the release plugins first)", path.display());
-    path
-}
+use support::{Stats, bin, env_count, stats_header, stats_row};
 
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-    n: usize,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let n = samples.len();
-    let pick = |q: f64| samples[((n as f64 * q).ceil() as usize).saturating_sub(1).min(n - 1)];
-    let mean = samples.iter().sum::<Duration>() / n as u32;
-    Stats { p50: pick(0.50), p99: pick(0.99), mean, n }
-}
-
-fn row(name: &str, s: &Stats, goal: &str) {
-    println!("| {name:<38} | {:>7} | {:>10.1?} | {:>10.1?} | {:>10.1?} | {goal:<12} |", s.n, s.p50, s.p99, s.mean);
+fn row(name: &str, samples: Vec<Duration>, goal: &str) {
+    stats_row(38, name, &Stats::of(samples), goal);
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -150,16 +126,12 @@ fn main() {
         println!();
         println!("plugboard plugin benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
         println!();
-        println!(
-            "| {:<38} | {:>7} | {:>10} | {:>10} | {:>10} | {:<12} |",
-            "measure", "n", "p50", "p99", "mean", "goal (p50)"
-        );
-        println!("|{:-<40}|{:-<9}|{:-<12}|{:-<12}|{:-<12}|{:-<14}|", "", "", "", "", "", "");
-        row("start to ready (echo, AutoMTLS)", &stats(start), "< 3 ms");
-        row("start to ready (echo, plaintext)", &stats(start_plain), "< 3 ms");
-        row("start to ready (echo, AutoMTLS, limits)", &stats(start_limited), "< 3 ms");
-        row("Execute round trip (echo, AutoMTLS)", &stats(round_trips), "< 40 µs");
-        row("Execute round trip (echo, plaintext)", &stats(plain_round_trips), "< 40 µs");
+        stats_header(38);
+        row("start to ready (echo, AutoMTLS)", start, "< 3 ms");
+        row("start to ready (echo, plaintext)", start_plain, "< 3 ms");
+        row("start to ready (echo, AutoMTLS, limits)", start_limited, "< 3 ms");
+        row("Execute round trip (echo, AutoMTLS)", round_trips, "< 40 µs");
+        row("Execute round trip (echo, plaintext)", plain_round_trips, "< 40 µs");
         println!();
         println!(
             "source stream (range): {received} events in {elapsed:.2?} = {:.0} events/s",

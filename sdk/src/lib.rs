@@ -29,8 +29,10 @@
 //! ```
 //!
 //! Plugin logic can be tested without a host: see [`testing`].
+//! [`config`] has the checks instance configs share (durations as text or seconds).
 //! [`goplugin`] serves any tonic service as a go-plugin plugin, not only plugboard's.
 
+pub mod config;
 mod error;
 pub mod event;
 mod executor;

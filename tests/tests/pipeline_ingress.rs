@@ -29,8 +29,9 @@ fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
 const STRUCTURED: (&str, &str) = ("content-type", "application/cloudevents+json");
 const BATCH: (&str, &str) = ("content-type", "application/cloudevents-batch+json");
 
-fn stored_ids(config: &std::path::Path) -> Vec<String> {
-    stored_events(config, &[]).iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect()
+/// Ids of the stored events (`plugboard events list` filtered by `filter`), in store order.
+fn stored_ids(config: &std::path::Path, filter: &[&str]) -> Vec<String> {
+    stored_events(config, filter).iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect()
 }
 
 #[test]
@@ -80,7 +81,7 @@ fn every_content_mode_is_stored_before_the_202() {
     assert_eq!(status, 202, "{reply}");
     assert_eq!(reply["stored"], 2);
 
-    assert_eq!(stored_ids(&config), ["bin-1", "str-1", "bat-1", "bat-2"]);
+    assert_eq!(stored_ids(&config, &[]), ["bin-1", "str-1", "bat-1", "bat-2"]);
     let stored = stored_events(&config, &["--type", "com.example.batch"]);
     assert_eq!(stored[1]["event"]["data_base64"], "AAEC");
     // ... and the sink got them.
@@ -212,7 +213,7 @@ fn malformed_events_get_400_naming_the_problem_and_nothing_is_stored() {
     assert!(stored_events(&config, &[]).is_empty(), "rejected requests stored something");
     // The endpoint still works, and counted what it rejected.
     assert_eq!(post(&url, &[STRUCTURED], good.to_string().as_bytes()).0, 202);
-    assert_eq!(stored_ids(&config), ["good"]);
+    assert_eq!(stored_ids(&config, &[]), ["good"]);
     assert!(stats(&addr)["sources"]["http"]["invalid"].as_u64().unwrap() >= 15);
 }
 
@@ -228,7 +229,7 @@ fn an_oversized_body_gets_413_and_nothing_is_stored() {
     assert!(reply["error"]["message"].as_str().unwrap().contains("http.body_limit"), "{reply}");
     let small = json!({"specversion": "1.0", "id": "small", "source": "/s", "type": "t"});
     assert_eq!(post(&url, &[STRUCTURED], small.to_string().as_bytes()).0, 202);
-    assert_eq!(stored_ids(&config), ["small"]);
+    assert_eq!(stored_ids(&config, &[]), ["small"]);
 }
 
 #[test]
@@ -258,7 +259,7 @@ fn a_missing_or_wrong_token_gets_401_and_nothing_is_stored() {
         .call()
         .unwrap();
     assert_eq!(authorized.status(), 200);
-    assert_eq!(stored_ids(&config), ["1"]);
+    assert_eq!(stored_ids(&config, &[]), ["1"]);
 }
 
 #[test]
@@ -266,54 +267,38 @@ fn plugboard_send_posts_one_event_to_a_running_host() {
     let dir = TestDir::new();
     let (run, addr, config) = host(&dir, "http:\n  events_token: t0ken\n");
     let url = format!("http://{addr}");
-    let (code, stdout, stderr) = run_plugboard(&[
-        "send",
-        "--url",
-        &url,
-        "--token",
-        "t0ken",
-        "--type",
-        "com.example.deploy",
-        "--source",
-        "/ci",
-        "--id",
-        "deploy-7",
-        "--data",
-        r#"{"service":"api"}"#,
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("stored event deploy-7 (seq 1)"), "{stdout}");
+    let deploy = ["--token", "t0ken", "--type", "com.example.deploy", "--source", "/ci", "--id", "deploy-7"];
+    // (what, arguments after `send --url URL`, exit code, what stdout (0) or stderr (1) must say)
+    let cases: [(&str, Vec<&str>, i32, &[&str]); 4] = [
+        (
+            "a new event",
+            [&deploy[..], &["--data", r#"{"service":"api"}"#]].concat(),
+            0,
+            &["stored event deploy-7 (seq 1)"],
+        ),
+        // Sending it again is acknowledged as a duplicate.
+        ("the same event again", deploy.to_vec(), 0, &["event deploy-7 was already stored"]),
+        // Errors say what the host said.
+        ("no token", vec!["--type", "t", "--source", "/s"], 1, &["401", "missing or wrong bearer token"]),
+        (
+            "data that is not JSON",
+            vec!["--token", "t0ken", "--type", "t", "--source", "/s", "--data", "{oops"],
+            1,
+            &["--data is not JSON"],
+        ),
+    ];
+    for (what, args, expected_code, expected) in cases {
+        let (code, stdout, stderr) = run_plugboard(&[&["send", "--url", &url][..], &args].concat());
+        assert_eq!(code, Some(expected_code), "{what}: {stdout}{stderr}");
+        let said = if expected_code == 0 { &stdout } else { &stderr };
+        assert!(expected.iter().all(|e| said.contains(e)), "{what}: {said:?} should say {expected:?}");
+    }
     let stored = stored_events(&config, &[]);
+    assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["event"]["type"], "com.example.deploy");
     assert_eq!(stored[0]["event"]["data"], json!({"service": "api"}));
     // The default stdout sink prints it.
     run.stdout.wait_for("\"id\":\"deploy-7\"");
-
-    // Sending it again is acknowledged as a duplicate.
-    let (code, stdout, _) = run_plugboard(&[
-        "send",
-        "--url",
-        &url,
-        "--token",
-        "t0ken",
-        "--type",
-        "com.example.deploy",
-        "--source",
-        "/ci",
-        "--id",
-        "deploy-7",
-    ]);
-    assert_eq!(code, Some(0));
-    assert!(stdout.contains("event deploy-7 was already stored"), "{stdout}");
-    // Errors say what the host said.
-    let (code, _, stderr) = run_plugboard(&["send", "--url", &url, "--type", "t", "--source", "/s"]);
-    assert_eq!(code, Some(1));
-    assert!(stderr.contains("401") && stderr.contains("missing or wrong bearer token"), "{stderr}");
-    let (code, _, stderr) =
-        run_plugboard(&["send", "--url", &url, "--token", "t0ken", "--type", "t", "--source", "/s", "--data", "{oops"]);
-    assert_eq!(code, Some(1));
-    assert!(stderr.contains("--data is not JSON"), "{stderr}");
-    assert_eq!(stored_events(&config, &[]).len(), 1);
 }
 
 #[test]
@@ -393,11 +378,7 @@ fn source_requests_are_forwarded_and_their_events_stored_before_the_reply() {
     let (status, reply) = post(&format!("{base}/nosuch"), &[], b"");
     assert_eq!(status, 404, "{reply}");
     assert_eq!(reply["error"]["message"], "no source instance \"nosuch\"; sources: hooks, numbers");
-    let ids: Vec<String> = stored_events(&config, &["--source", "hooks"])
-        .iter()
-        .map(|e| e["event"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids, ["push-1", "many-0", "many-1", "many-2"]);
+    assert_eq!(stored_ids(&config, &["--source", "hooks"]), ["push-1", "many-0", "many-1", "many-2"]);
 }
 
 #[test]
@@ -420,14 +401,15 @@ fn invalid_duplicate_and_dropped_source_events_are_counted_and_not_stored() {
             "sources:\n  - name: scripted\n    plugin: recorder\n    drop_types: [com.example.noise, 'com.example.debug.*']\n    config: {{ script: {script} }}\n"
         ),
     );
-    wait_for("8 events received", DEADLINE, || stats(&addr)["sources"]["scripted"]["received"] == 8);
+    // `received` is counted as events arrive, `stored` and `duplicates` once the store has committed them.
+    wait_for("8 events received and each one accounted for", DEADLINE, || {
+        let s = &stats(&addr)["sources"]["scripted"];
+        let accounted: u64 = ["invalid", "dropped", "stored", "duplicates"].iter().filter_map(|k| s[*k].as_u64()).sum();
+        s["received"] == 8 && accounted == 8
+    });
     let s = stats(&addr)["sources"]["scripted"].clone();
     assert_eq!(s, json!({"received": 8, "invalid": 3, "dropped": 2, "stored": 2, "duplicates": 1}));
-    let ids: Vec<String> = stored_events(&config, &["--source", "scripted"])
-        .iter()
-        .map(|e| e["event"]["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids, ["1", "6"]);
+    assert_eq!(stored_ids(&config, &["--source", "scripted"]), ["1", "6"]);
     // Each invalid event was logged with its reason.
     let lines = run.stderr.wait_until("three invalid-event warnings", DEADLINE, |l| {
         log_events(l, "rejected an invalid event: missing required attribute \"id\"").len() == 1

@@ -186,6 +186,52 @@ executors:
 }
 
 #[test]
+fn a_plugin_sink_is_deactivated_by_its_own_restart_policy_not_the_top_level_one() {
+    let dir = TestDir::new();
+    dir.add_plugin("range").add_plugin("recorder");
+    // Both sinks exit with status 3 on the first publish of every process, so
+    // each delivery (retried by the dispatcher) crashes a fresh process.
+    let config = dir.write_config(&format!(
+        r#"restart: {{ initial_backoff: 20ms, max_backoff: 100ms, max_restarts: 1000, window: 1m }}
+sources:
+  - {{ name: n, plugin: range, config: {{ limit: 3 }} }}
+sinks:
+  - name: own
+    plugin: recorder
+    config: {{ path: '{}', exit_on_publish: 1 }}
+    restart: {{ max_restarts: 1, window: 1m }}
+    retry: {{ max_attempts: 1000, initial_backoff: 20ms, max_backoff: 100ms }}
+  - name: top
+    plugin: recorder
+    config: {{ path: '{}', exit_on_publish: 1 }}
+    retry: {{ max_attempts: 1000, initial_backoff: 20ms, max_backoff: 100ms }}
+"#,
+        dir.path().join("own.jsonl").display(),
+        dir.path().join("top.jsonl").display()
+    ));
+    let run = run_host(&config);
+    let addr = http_addr(&run.stderr);
+
+    let own = wait_state(&addr, "own", "deactivated");
+    assert_eq!(own["kind"], "sink", "{own}");
+    assert_eq!(own["restarts"], 1, "{own}");
+    assert_eq!(own["pid"], Value::Null, "{own}");
+    assert_eq!(own["last_exit"], "exit status 3", "{own}");
+    let log = run.stderr.wait_for("sink deactivated: 2 failures within 1m (max_restarts 1)");
+    let log: Value = serde_json::from_str(&log).unwrap();
+    assert_eq!(log["span"]["instance"], "own", "{log}");
+
+    // The same crash under the top-level policy is restarted again and again.
+    let mut top = Value::Null;
+    wait_for("the top-level policy to restart `top` more than `own` was", DEADLINE, || {
+        top = plugin(&addr, "top");
+        top["restarts"].as_u64().is_some_and(|n| n > 3)
+    });
+    assert_ne!(top["state"], "deactivated", "{top}");
+    assert_eq!(plugin(&addr, "own")["restarts"], 1);
+}
+
+#[test]
 fn health_checks_kill_and_restart_a_stopped_or_stalled_plugin() {
     let dir = TestDir::new();
     dir.add_plugin("faulty").add_plugin("tick");

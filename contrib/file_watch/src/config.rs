@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use plugboard_sdk::config;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -25,6 +26,7 @@ pub struct Config {
 }
 
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
+const MIN_DEBOUNCE: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -61,17 +63,7 @@ impl Config {
             }
             Some(regex::RegexSet::new(&self.ignore_regexes).map_err(|e| format!("ignore_regexes: {e}"))?)
         };
-        let debounce = match self.debounce {
-            None => DEFAULT_DEBOUNCE,
-            Some(d) => {
-                let parsed =
-                    humantime::parse_duration(&d).map_err(|e| format!("debounce {d:?} is not a duration: {e}"))?;
-                if parsed < Duration::from_millis(1) {
-                    return Err("debounce must be at least 1ms".into());
-                }
-                parsed
-            }
-        };
+        let debounce = config::duration_at_least("debounce", self.debounce.as_deref(), DEFAULT_DEBOUNCE, MIN_DEBOUNCE)?;
         Ok(Settings { roots, recursive: self.recursive, ignore, debounce })
     }
 }
@@ -106,7 +98,7 @@ mod tests {
     use super::*;
 
     fn check(config: serde_json::Value) -> Result<Settings, String> {
-        serde_json::from_value::<Config>(config).map_err(|e| e.to_string())?.check()
+        plugboard_sdk::config::from_json::<Config>(config)?.check()
     }
 
     #[test]

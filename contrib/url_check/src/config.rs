@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use plugboard_sdk::config;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -61,29 +62,10 @@ impl Config {
             }
             urls.push(url);
         }
-        let delay = duration("delay", self.delay.as_ref(), DEFAULT_DELAY)?;
-        let timeout = duration("timeout", self.timeout.as_ref(), DEFAULT_TIMEOUT)?;
+        let delay = config::seconds_or_duration("delay", self.delay.as_ref(), DEFAULT_DELAY)?;
+        let timeout = config::seconds_or_duration("timeout", self.timeout.as_ref(), DEFAULT_TIMEOUT)?;
         Ok(Settings { urls, delay, timeout, verify_ssl: self.verify_ssl, method: self.method })
     }
-}
-
-/// A positive duration given as seconds or as text.
-fn duration(key: &str, value: Option<&serde_json::Value>, default: Duration) -> Result<Duration, String> {
-    let duration = match value {
-        None => return Ok(default),
-        Some(serde_json::Value::Number(n)) => {
-            let secs = n.as_f64().unwrap_or(-1.0);
-            Duration::try_from_secs_f64(secs).map_err(|_| format!("{key} {n} is not a number of seconds"))?
-        }
-        Some(serde_json::Value::String(s)) => {
-            humantime::parse_duration(s).map_err(|e| format!("{key} {s:?} is not a duration: {e}"))?
-        }
-        Some(other) => return Err(format!("{key} {other} must be seconds or a duration like \"30s\"")),
-    };
-    if duration.is_zero() {
-        return Err(format!("{key} must be greater than zero"));
-    }
-    Ok(duration)
 }
 
 pub fn schema() -> serde_json::Value {
@@ -120,7 +102,7 @@ mod tests {
     use super::*;
 
     fn check(config: serde_json::Value) -> Result<Settings, String> {
-        serde_json::from_value::<Config>(config).map_err(|e| e.to_string())?.check()
+        plugboard_sdk::config::from_json::<Config>(config)?.check()
     }
 
     #[test]

@@ -214,7 +214,7 @@ mod tests {
     use super::*;
 
     fn check(config: serde_json::Value) -> Result<Settings, String> {
-        serde_json::from_value::<Config>(config).map_err(|e| e.to_string())?.check()
+        plugboard_sdk::config::from_json::<Config>(config)?.check()
     }
 
     #[test]

@@ -582,7 +582,8 @@ async fn settle(tail: &StderrTail) -> StderrExcerpt {
     StderrExcerpt(tail.text())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes ("error sending request: connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -344,9 +344,12 @@ fn default_plugins_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("plugins"))
 }
 
-/// Loads the config (or the embedded default), discovers plugins and checks
-/// one against the other.
-async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<(Plan, Registry, Config)> {
+/// The config file (if one is named), the plugins directory (`--plugins-dir`,
+/// else the config's, else the default) and the start options it gives.
+fn load_config(
+    config_path: Option<&Path>,
+    plugins_dir: Option<&Path>,
+) -> anyhow::Result<(Option<Config>, PathBuf, crate::plugin::StartOptions)> {
     let config = match config_path {
         Some(path) => Some(Config::load(path)?),
         None => None,
@@ -356,6 +359,13 @@ async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> an
         .or_else(|| config.as_ref().and_then(|c| c.plugins_dir.clone()))
         .unwrap_or_else(default_plugins_dir);
     let start = config.as_ref().map(plan::start_options).unwrap_or_default();
+    Ok((config, dir, start))
+}
+
+/// Loads the config (or the embedded default), discovers plugins and checks
+/// one against the other.
+async fn load_plan(config_path: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<(Plan, Registry, Config)> {
+    let (config, dir, start) = load_config(config_path, plugins_dir)?;
     let registry = Registry::discover(&dir, &start).await.with_context(|| {
         if config_path.is_none() {
             "run `make` first to build and install the contrib plugins".to_owned()
@@ -605,15 +615,7 @@ async fn plugins_remote(
 }
 
 async fn plugins(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = match config {
-        Some(path) => Some(Config::load(path)?),
-        None => None,
-    };
-    let dir = plugins_dir
-        .map(Path::to_path_buf)
-        .or_else(|| config.as_ref().and_then(|c| c.plugins_dir.clone()))
-        .unwrap_or_else(default_plugins_dir);
-    let start = config.as_ref().map(plan::start_options).unwrap_or_default();
+    let (_, dir, start) = load_config(config, plugins_dir)?;
     let registry = Registry::discover(&dir, &start).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<16} {:<16} {:<10} {:<24} PATH", "NAME", "KINDS", "VERSION", "PREFIXES")?;

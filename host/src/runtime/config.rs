@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::isolation::{ByteSize, Level, LimitsConfig};
+use super::isolation::{ByteSize, Level, LimitsConfig, with_isolation_fields};
 
 /// One plugboard configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -92,6 +92,7 @@ impl Default for ReloadConfig {
     }
 }
 
+with_isolation_fields! {
 /// How one plugin executable is launched.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,24 +111,7 @@ pub struct PluginSettings {
     /// Accept a TCP address that is not loopback.
     #[serde(default)]
     pub allow_non_loopback_tcp: bool,
-    /// Resource limits of the plugin process (see [`super::isolation`]).
-    #[serde(default)]
-    pub limits: Option<LimitsConfig>,
-    /// Variables set in the plugin's environment.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Variables passed through from the host's environment (when set).
-    #[serde(default)]
-    pub env_allow: Vec<String>,
-    /// Give the plugin the host's whole environment (default: scrubbed).
-    #[serde(default)]
-    pub inherit_env: Option<bool>,
-    /// `user[:group]` the plugin runs as (the host must run as root).
-    #[serde(default)]
-    pub run_as: Option<String>,
-    /// Largest gRPC message to or from the plugin (default 64 MiB).
-    #[serde(default)]
-    pub max_message_size: Option<ByteSize>,
+}
 }
 
 /// Exponential backoff with jitter between restarts of a crashed plugin, and
@@ -268,6 +252,7 @@ pub fn supervision_problems(at: &str, restart: &RestartConfig, health: &HealthCo
     problems
 }
 
+with_isolation_fields! {
 /// A source instance: one plugin process streaming events.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,26 +275,10 @@ pub struct SourceConfig {
     /// Health checks of this instance (over the top-level `health:`).
     #[serde(default)]
     pub health: Option<HealthOverride>,
-    /// Resource limits of the plugin process (see [`super::isolation`]).
-    #[serde(default)]
-    pub limits: Option<LimitsConfig>,
-    /// Variables set in the plugin's environment.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Variables passed through from the host's environment (when set).
-    #[serde(default)]
-    pub env_allow: Vec<String>,
-    /// Give the plugin the host's whole environment (default: scrubbed).
-    #[serde(default)]
-    pub inherit_env: Option<bool>,
-    /// `user[:group]` the plugin runs as (the host must run as root).
-    #[serde(default)]
-    pub run_as: Option<String>,
-    /// Largest gRPC message to or from the plugin (default 64 MiB).
-    #[serde(default)]
-    pub max_message_size: Option<ByteSize>,
+}
 }
 
+with_isolation_fields! {
 /// An executor instance: one plugin process answering commands.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,24 +308,7 @@ pub struct ExecutorConfig {
     /// Health checks of this instance (over the top-level `health:`).
     #[serde(default)]
     pub health: Option<HealthOverride>,
-    /// Resource limits of the plugin process (see [`super::isolation`]).
-    #[serde(default)]
-    pub limits: Option<LimitsConfig>,
-    /// Variables set in the plugin's environment.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Variables passed through from the host's environment (when set).
-    #[serde(default)]
-    pub env_allow: Vec<String>,
-    /// Give the plugin the host's whole environment (default: scrubbed).
-    #[serde(default)]
-    pub inherit_env: Option<bool>,
-    /// `user[:group]` the plugin runs as (the host must run as root).
-    #[serde(default)]
-    pub run_as: Option<String>,
-    /// Largest gRPC message to or from the plugin (default 64 MiB).
-    #[serde(default)]
-    pub max_message_size: Option<ByteSize>,
+}
 }
 
 /// Why a config could not be used.
@@ -469,6 +421,10 @@ impl Config {
             let (restart, health) = self.supervision_of(e.restart.as_ref(), e.health.as_ref());
             problems.extend(supervision_problems(&format!("executors[{i}] {:?}: ", e.name), &restart, &health));
         }
+        for (i, s) in self.sinks.iter().enumerate() {
+            let (restart, health) = self.supervision_of(s.restart.as_ref(), s.health.as_ref());
+            problems.extend(supervision_problems(&format!("sinks[{i}] {:?}: ", s.name), &restart, &health));
+        }
         if self.shutdown.drain_timeout.is_zero() {
             problems.push("shutdown.drain_timeout must be greater than zero".into());
         }
@@ -489,25 +445,6 @@ impl Config {
         )
     }
 }
-
-/// The isolation fields of an instance or `plugins:` entry, as one level.
-macro_rules! isolation_level {
-    ($($ty:ty),*) => {$(
-        impl $ty {
-            pub fn isolation_level(&self) -> Level<'_> {
-                Level {
-                    limits: self.limits.as_ref(),
-                    env: Some(&self.env),
-                    env_allow: &self.env_allow,
-                    inherit_env: self.inherit_env,
-                    run_as: self.run_as.as_deref(),
-                    max_message_size: self.max_message_size,
-                }
-            }
-        }
-    )*};
-}
-isolation_level!(SourceConfig, ExecutorConfig, PluginSettings, super::sinks::SinkConfig);
 
 impl Config {
     /// The top-level isolation defaults, as the most general level.
@@ -642,6 +579,22 @@ executors:
     }
 
     #[test]
+    fn sink_restart_and_health_are_checked_like_the_instances() {
+        let c = Config::parse(
+            "restart: { max_restarts: 5 }\nsinks:\n  - { name: p, plugin: recorder, restart: { multiplier: 0.5 }, health: { failures: 0 } }\n",
+        )
+        .unwrap();
+        let problems = c.static_problems();
+        assert_eq!(
+            problems,
+            [
+                "sinks[0] \"p\": restart.multiplier must be at least 1, not 0.5",
+                "sinks[0] \"p\": health.failures must be at least 1"
+            ]
+        );
+    }
+
+    #[test]
     fn isolation_settings_parse_at_every_level() {
         let c = Config::parse(
             r#"
@@ -676,6 +629,25 @@ sinks:
         assert_eq!(c.sinks[0].max_message_size, Some(ByteSize(1 << 20)));
         assert_eq!(c.max_message_size, Some(ByteSize(8 << 20)));
         assert_eq!(c.limits.as_ref().unwrap().cgroup.as_deref(), Some("off"));
+    }
+
+    #[test]
+    fn unknown_fields_beside_the_isolation_fields_are_refused_with_line_and_column() {
+        let cases = [
+            (
+                "sources:\n  - name: s\n    plugin: tick\n    limits: { open_files: 64 }\n    env_alow: [X]\n",
+                "sources[0]",
+            ),
+            ("executors:\n  - name: e\n    plugin: echo\n    run_as: nobody\n    env_alow: [X]\n", "executors[0]"),
+            ("plugins:\n  plugboard-echo:\n    inherit_env: true\n    env_alow: [X]\n", "plugins.plugboard-echo"),
+            ("sinks:\n  - name: p\n    plugin: faulty\n    max_message_size: 1M\n    env_alow: [X]\n", "sinks[0]"),
+        ];
+        for (yaml, at) in cases {
+            let err = Config::parse(yaml).unwrap_err();
+            assert!(err.starts_with("line ") && err.contains(" column "), "{err}");
+            assert!(err.contains(&format!("{at}: unknown field `env_alow`")), "{err}");
+            assert!(err.contains("`max_message_size`"), "the isolation fields are expected there too: {err}");
+        }
     }
 
     #[test]

@@ -152,6 +152,68 @@ impl LimitsConfig {
     }
 }
 
+/// Declares a config struct (an instance or a `plugins:` entry) with the
+/// isolation fields appended, and `isolation_level` to read them as one
+/// [`Level`]. The fields are written out in the struct rather than
+/// `#[serde(flatten)]`ed: flatten cannot be combined with
+/// `deny_unknown_fields` and loses the line and column of errors.
+macro_rules! with_isolation_fields {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field_vis:vis $field:ident: $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty,)*
+            /// Resource limits of the plugin process (see [`crate::runtime::isolation`]).
+            #[serde(default)]
+            pub limits: Option<$crate::runtime::isolation::LimitsConfig>,
+            /// Variables set in the plugin's environment.
+            #[serde(default)]
+            pub env: std::collections::BTreeMap<String, String>,
+            /// Variables passed through from the host's environment (when set).
+            #[serde(default)]
+            pub env_allow: Vec<String>,
+            /// Give the plugin the host's whole environment (default: scrubbed).
+            #[serde(default)]
+            pub inherit_env: Option<bool>,
+            /// `user[:group]` the plugin runs as (the host must run as root).
+            #[serde(default)]
+            pub run_as: Option<String>,
+            /// Largest gRPC message to or from the plugin (default 64 MiB).
+            #[serde(default)]
+            pub max_message_size: Option<$crate::runtime::isolation::ByteSize>,
+        }
+
+        impl $name {
+            /// The isolation fields, as one level.
+            pub fn isolation_level(&self) -> $crate::runtime::isolation::Level<'_> {
+                $crate::runtime::isolation::Level {
+                    limits: self.limits.as_ref(),
+                    env: Some(&self.env),
+                    env_allow: &self.env_allow,
+                    inherit_env: self.inherit_env,
+                    run_as: self.run_as.as_deref(),
+                    max_message_size: self.max_message_size,
+                }
+            }
+
+            /// Whether any isolation field is set.
+            pub fn sets_isolation(&self) -> bool {
+                self.limits.is_some()
+                    || !self.env.is_empty()
+                    || !self.env_allow.is_empty()
+                    || self.inherit_env.is_some()
+                    || self.run_as.is_some()
+                    || self.max_message_size.is_some()
+            }
+        }
+    };
+}
+pub(crate) use with_isolation_fields;
+
 /// The isolation fields as they appear at one level of the config.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Level<'a> {

@@ -338,13 +338,7 @@ fn instance_isolation(
         let at = format!("sinks[{i}] {:?}", s.name);
         match &s.plugin {
             Some(plugin) => add(at, &s.name, plugin, s.isolation_level(), problems),
-            None if s.limits.is_some()
-                || !s.env.is_empty()
-                || !s.env_allow.is_empty()
-                || s.inherit_env.is_some()
-                || s.run_as.is_some()
-                || s.max_message_size.is_some() =>
-            {
+            None if s.sets_isolation() => {
                 problems.push(format!(
                     "{at}: limits, env, env_allow, inherit_env, run_as and max_message_size apply to plugin sinks only"
                 ));

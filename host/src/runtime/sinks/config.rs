@@ -16,6 +16,7 @@
 //!   - name: custom
 //!     plugin: my-sink            # any plugin of kind SINK
 //!     config: { ... }
+//!     restart: { max_restarts: 3 }  # its process's own policy (and `health:`)
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,13 +28,16 @@ use plugboard_proto::plugboard::v1::PluginKind;
 use serde::{Deserialize, Deserializer};
 
 use crate::plugin::Described;
-use crate::runtime::isolation::{ByteSize, LimitsConfig};
+use crate::runtime::config::{HealthOverride, RestartOverride};
+use crate::runtime::isolation::with_isolation_fields;
 
 /// Events handed to a sink per delivery when its kind has no limit of its own.
 pub const DEFAULT_BATCH_SIZE: usize = 512;
 /// The sink a config without `sinks:` gets.
 pub const DEFAULT_SINK: &str = "stdout";
 
+with_isolation_fields! {
+/// A sink; the isolation fields apply to plugin sinks only.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
@@ -64,24 +68,13 @@ pub struct SinkConfig {
     /// Most events per delivery (default 512; http sinks send one per request).
     #[serde(default)]
     pub batch_size: Option<usize>,
-    /// Resource limits of the plugin process (see [`crate::runtime::isolation`]; plugin sinks only).
+    /// Restart policy of a plugin sink's process (over the top-level `restart:`).
     #[serde(default)]
-    pub limits: Option<LimitsConfig>,
-    /// Variables set in the plugin's environment.
+    pub restart: Option<RestartOverride>,
+    /// Health checks of a plugin sink's process (over the top-level `health:`).
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Variables passed through from the host's environment (when set).
-    #[serde(default)]
-    pub env_allow: Vec<String>,
-    /// Give the plugin the host's whole environment (default: scrubbed).
-    #[serde(default)]
-    pub inherit_env: Option<bool>,
-    /// `user[:group]` the plugin runs as (the host must run as root).
-    #[serde(default)]
-    pub run_as: Option<String>,
-    /// Largest gRPC message to or from the plugin (default 64 MiB).
-    #[serde(default)]
-    pub max_message_size: Option<ByteSize>,
+    pub health: Option<HealthOverride>,
+}
 }
 
 /// `key:` with no value (YAML null) means "this kind, default settings".
@@ -209,6 +202,9 @@ pub enum SinkKind {
         plugin: Arc<Described>,
         path: PathBuf,
         config: serde_json::Value,
+        /// Its own `restart:` and `health:`, over the top-level ones.
+        restart: Option<RestartOverride>,
+        health: Option<HealthOverride>,
     },
     /// An entry of `automations:`, fed through the store like a sink.
     Automation {
@@ -316,6 +312,12 @@ pub fn plan_sinks(
                 set[0], set[0]
             ));
         }
+        if (c.restart.is_some() || c.health.is_some()) && c.plugin.is_none() {
+            problems.push(format!(
+                "{at}: restart and health apply to plugin sinks only (a {} sink runs in the host, with no process to restart or check)",
+                set[0]
+            ));
+        }
         let kind = if c.stdout.is_some() {
             SinkKind::Stdout
         } else if c.discard.is_some() {
@@ -367,7 +369,7 @@ pub fn plan_sinks(
                     problems.push(format!("{at}: config rejected by plugin {:?}'s schema: {e}", plugin.info.name));
                 }
             }
-            SinkKind::Plugin { plugin, path, config }
+            SinkKind::Plugin { plugin, path, config, restart: c.restart.clone(), health: c.health.clone() }
         } else {
             continue;
         };
@@ -444,6 +446,50 @@ mod tests {
         assert!(problems.iter().any(|p| p.contains("sinks[3] \"p\": unknown plugin \"nosuch\"")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("sink name \"bad name\" must be")), "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("retry.max_attempts must be at least 1")), "{problems:?}");
+    }
+
+    #[test]
+    fn plugin_sinks_take_their_own_restart_and_health_and_builtin_sinks_refuse_them() {
+        let configs: Vec<SinkConfig> = serde_yaml::from_str(
+            "- name: p\n  plugin: recorder\n  restart: { max_restarts: 1, window: 1m }\n  health: { interval: 0s }\n\
+             - name: q\n  plugin: recorder\n\
+             - name: out\n  stdout: {}\n  restart: { max_restarts: 1 }\n\
+             - name: f\n  file: { path: /tmp/x }\n  health: { interval: 1s }\n",
+        )
+        .unwrap();
+        let sink_plugin = Arc::new(Described {
+            info: plugboard_proto::plugboard::v1::PluginInfo { name: "recorder".into(), ..Default::default() },
+            kinds: vec![PluginKind::Sink],
+            schema: crate::plugin::ConfigSchema::compile("").unwrap(),
+        });
+        let mut problems = Vec::new();
+        let plans = plan_sinks(
+            &configs,
+            |_, _, _, _| Some((PathBuf::from("/plugins/plugboard-recorder"), Arc::clone(&sink_plugin))),
+            &mut problems,
+        );
+        assert_eq!(
+            problems,
+            [
+                "sinks[2] \"out\": restart and health apply to plugin sinks only (a stdout sink runs in the host, with no process to restart or check)",
+                "sinks[3] \"f\": restart and health apply to plugin sinks only (a file sink runs in the host, with no process to restart or check)",
+            ]
+        );
+        let SinkKind::Plugin { restart, health, .. } = &plans[0].kind else { panic!("{:?}", plans[0].kind) };
+        let restart = restart.as_ref().unwrap();
+        assert_eq!(
+            (restart.max_restarts, restart.window, restart.initial_backoff),
+            (Some(1), Some(Duration::from_secs(60)), None)
+        );
+        assert_eq!(health.as_ref().unwrap().interval, Some(Duration::ZERO));
+        let SinkKind::Plugin { restart, health, .. } = &plans[1].kind else { panic!("{:?}", plans[1].kind) };
+        assert_eq!((restart, health), (&None, &None));
+
+        let err =
+            serde_yaml::from_str::<Vec<SinkConfig>>("- name: p\n  plugin: recorder\n  restart: { max_restart: 1 }\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("unknown field `max_restart`"), "{err}");
     }
 
     #[test]

@@ -49,10 +49,9 @@ impl HttpSink {
                 request.body(body)
             }
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| DeliveryError::retry(format!("POST {} failed: {}", self.config.url, error_chain(&e))))?;
+        let response = request.send().await.map_err(|e| {
+            DeliveryError::retry(format!("POST {} failed: {}", self.config.url, crate::launcher::error_chain(&e)))
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -65,18 +64,6 @@ impl HttpSink {
             _ => DeliveryError::retry(message),
         })
     }
-}
-
-/// reqwest's error with its causes ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[tonic::async_trait]

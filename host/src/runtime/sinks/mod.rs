@@ -81,13 +81,13 @@ pub fn build(
         SinkKind::File(c) => Box::new(file::FileSink::new(c.clone())),
         SinkKind::Http(c) => Box::new(http::HttpSink::new(c.clone())),
         SinkKind::Database(c) => Box::new(database::DatabaseSink::new(c.clone())),
-        SinkKind::Plugin { plugin, path, config } => Box::new(plugin::PluginSink::new(
+        SinkKind::Plugin { plugin, path, config, restart, health } => Box::new(plugin::PluginSink::new(
             Arc::clone(&plan.name),
             path.clone(),
             Arc::clone(plugin),
             config.clone(),
             start.clone(),
-            supervision.clone(),
+            supervision.with_overrides(restart.as_ref(), health.as_ref()),
         )),
     }
 }

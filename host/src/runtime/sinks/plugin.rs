@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DeliveryError, Sink};
 use crate::plugin::{Described, StartOptions};
+use crate::runtime::config::{HealthOverride, RestartOverride};
 use crate::runtime::store::StoredEvent;
 use crate::runtime::supervisor::{Instance, InstanceSpec, Kind, Serve, Supervision, Supervisor};
 
@@ -28,6 +29,18 @@ pub struct SinkSupervision {
     /// Cancelled after the pipeline has drained.
     pub group: CancellationToken,
     pub supervision: Supervision,
+}
+
+impl SinkSupervision {
+    /// These settings with one sink's own `restart:` and `health:` over the top-level ones.
+    pub fn with_overrides(&self, restart: Option<&RestartOverride>, health: Option<&HealthOverride>) -> Self {
+        let top = &self.supervision;
+        let supervision = Supervision {
+            restart: restart.map_or_else(|| top.restart.clone(), |r| r.apply(&top.restart)),
+            health: health.map_or_else(|| top.health.clone(), |h| h.apply(&top.health)),
+        };
+        Self { supervision, ..self.clone() }
+    }
 }
 
 pub struct PluginSink {
@@ -113,5 +126,30 @@ impl Sink for PluginSink {
             // Stops only this sink's process, through its controller.
             let _ = self.supervision.supervisor.stop(Kind::Sink, &self.name).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::config::{HealthConfig, RestartConfig};
+
+    #[test]
+    fn a_sinks_own_settings_replace_the_top_level_ones_field_by_field() {
+        let top = SinkSupervision {
+            supervision: Supervision {
+                restart: RestartConfig { max_restarts: 100, ..Default::default() },
+                health: HealthConfig { interval: Duration::from_secs(3), ..Default::default() },
+            },
+            ..Default::default()
+        };
+        let restart = RestartOverride { max_restarts: Some(1), ..Default::default() };
+        let own = top.with_overrides(Some(&restart), None).supervision;
+        assert_eq!(own.restart, RestartConfig { max_restarts: 1, ..top.supervision.restart.clone() });
+        assert_eq!(own.health, top.supervision.health);
+        let health = HealthOverride { failures: Some(7), ..Default::default() };
+        let own = top.with_overrides(None, Some(&health)).supervision;
+        assert_eq!(own.restart, top.supervision.restart);
+        assert_eq!(own.health, HealthConfig { failures: 7, ..top.supervision.health.clone() });
     }
 }
