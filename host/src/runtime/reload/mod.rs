@@ -39,8 +39,19 @@ pub const REJECTED: &str = "dev.plugboard.config.rejected";
 
 /// Top-level config sections a reload applies; a change anywhere else takes
 /// effect at the next start (and is said so).
-const RELOADABLE: &[&str] =
-    &["sources", "executors", "plugins", "plugins_dir", "start_timeout", "kill_grace", "restart", "health", "reload"];
+const RELOADABLE: &[&str] = &[
+    "sources",
+    "executors",
+    "sinks",
+    "routes",
+    "plugins",
+    "plugins_dir",
+    "start_timeout",
+    "kill_grace",
+    "restart",
+    "health",
+    "reload",
+];
 
 /// What the reloader needs from the running host: the controls of single
 /// instances and the command path's table. Nothing else is touched.
@@ -54,6 +65,9 @@ pub trait Instances: Send + Sync {
     /// Makes `plan`'s command table (prefixes, aliases) the one commands
     /// resolve against, in one step.
     fn swap_commands(&self, plan: &Arc<Plan>);
+    /// Makes `plan`'s routes the ones every sink's dispatcher follows, in
+    /// one step (from each dispatcher's next batch on; nothing restarts).
+    fn swap_routes(&self, plan: &Arc<Plan>);
 }
 
 /// Where the config comes from, and the command-line override that matters to a reload.
@@ -241,15 +255,24 @@ impl Reloader {
         Ok(Applied { diff, missing, needs_restart, failed })
     }
 
-    /// Stops what goes or changes, starts what comes or changed, then swaps
-    /// the command table: commands never resolve to an instance that is
-    /// not there, except for the moment a restarted one starts again.
+    /// Stops what goes or changes, swaps the routes, starts what comes or
+    /// changed (sinks first, so a sink and a source added together miss
+    /// none of its events), then swaps the command table: commands never
+    /// resolve to an instance that is not there, except for the moment a
+    /// restarted one starts again.
     async fn apply(&self, diff: &PlanDiff, new: &Arc<Plan>) -> Vec<String> {
         for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
             self.instances.stop(key).await;
         }
+        // New routes before new sinks: a sink added with its route reads
+        // through it from its first batch.
+        if diff.routes_changed {
+            self.instances.swap_routes(new);
+        }
+        let mut starts: Vec<&InstanceKey> = diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)).collect();
+        starts.sort_by_key(|k| k.kind != Kind::Sink);
         let mut failed = Vec::new();
-        for key in diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+        for key in starts {
             if let Err(e) = self.instances.start(key, new).await {
                 tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
                 failed.push(key.name.clone());
@@ -332,6 +355,7 @@ fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::
             .map(|r| json!({ "instance": r.key.name, "kind": r.key.kind.as_str(), "reason": r.reason }))
             .collect::<Vec<_>>(),
         "unchanged": diff.unchanged.len(),
+        "routes_changed": diff.routes_changed,
         "missing_plugin": applied.missing,
         "needs_restart": applied.needs_restart,
         "failed": applied.failed,
@@ -380,10 +404,11 @@ mod tests {
         let old: serde_yaml::Value =
             serde_yaml::from_str("sources: []\nhttp: { listen: '127.0.0.1:1' }\nsinks: [{name: a}]\n").unwrap();
         let new: serde_yaml::Value = serde_yaml::from_str(
-            "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n",
+            "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: [{sinks: [b]}]\nsinks: [{name: b}]\n",
         )
         .unwrap();
-        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http", "routes"]);
+        // Sinks and routes apply live; the listener does not.
+        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http"]);
         assert!(changed_sections(Some(&old), Some(&old)).is_empty());
     }
 }
