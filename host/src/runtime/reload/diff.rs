@@ -419,7 +419,10 @@ routes:
         keys.iter().filter(|k| k.kind == Kind::Sink).map(|k| k.name.as_str()).collect()
     }
 
-    fn sinks(d: &PlanDiff) -> (Vec<&str>, Vec<&str>, Vec<(&str, &str)>, Vec<&str>) {
+    /// Sink names: added, removed, restarted (with the reason), unchanged.
+    type SinkChanges<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+
+    fn sinks(d: &PlanDiff) -> SinkChanges<'_> {
         let names = sink_names;
         let restarted =
             d.restarted.iter().filter(|r| r.key.kind == Kind::Sink).map(|r| (r.key.name.as_str(), r.reason.as_str()));
