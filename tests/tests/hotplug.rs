@@ -391,12 +391,13 @@ fn indices(path: &std::path::Path, instance: &str) -> Vec<u64> {
     json_lines(path).iter().filter_map(|e| e["id"].as_str()?.strip_prefix(&prefix)?.parse().ok()).collect()
 }
 
-/// Waits until `path` holds at least `n` events of `instance`; returns their indices.
+/// Waits until `path` holds at least `n` distinct events of `instance`;
+/// returns their indices (duplicates included, in file order).
 fn wait_indices(path: &std::path::Path, instance: &str, n: usize) -> Vec<u64> {
     let mut seen = Vec::new();
     wait_for(&format!("{n} events of {instance} in {}", path.display()), DEADLINE, || {
         seen = indices(path, instance);
-        seen.len() >= n
+        distinct(seen.clone()).len() >= n
     });
     seen
 }
@@ -497,7 +498,7 @@ fn a_removed_sink_stops_and_its_plugin_is_gone_while_the_others_keep_receiving()
     assert!(wait_gone(&[rec_pid], DEADLINE).is_empty(), "the removed plugin sink (pid {rec_pid}) still runs");
     plugboard_tests::procs::assert_no_zombie_or_orphan(host.run.pid(), &[rec_pid]);
 
-    let before = indices(&keep, "nums").len();
+    let before = distinct(indices(&keep, "nums")).len();
     let keep_seen = wait_indices(&keep, "nums", before + 20);
     assert_no_gap(keep_seen, 0, "the remaining sink");
     assert_eq!(indices(&gone, "nums").len(), gone_final, "the removed file sink still receives");
@@ -615,4 +616,33 @@ fn a_source_added_by_reload_is_counted_and_matched_by_routes_naming_it() {
         plugboard_tests::metrics::value(&samples, "plugboard_queue_depth", &[("source", "late")]).is_some(),
         "no queue depth for the added source"
     );
+}
+
+#[test]
+fn a_removed_sink_binary_stops_its_sink_until_it_is_back_and_it_resumes_from_its_cursor() {
+    let dir = sink_dir();
+    let (keep, rec) = (dir.path().join("keep.jsonl"), dir.path().join("rec.jsonl"));
+    let base = format!(
+        "sources:\n{}sinks:\n  - {{ name: keep, file: {{ path: keep.jsonl }} }}\n  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\nroutes:\n  - {{ sinks: [keep, rec] }}\n",
+        range_source("nums"),
+        rec.display()
+    );
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&rec, "nums", 10);
+    let first = host.only_pid("sink", "rec");
+
+    std::fs::remove_file(dir.plugins().join("plugboard-recorder")).unwrap();
+    assert!(wait_gone(&[first], DEADLINE).is_empty(), "the sink (pid {first}) still runs after its binary was removed");
+    let log = host.wait_log("the plugin executable is gone");
+    assert_eq!(log["fields"]["sink"], "rec", "{log}");
+    let before = distinct(indices(&keep, "nums")).len();
+    wait_indices(&keep, "nums", before + 20);
+
+    // Back: it starts again and catches up from where it stopped.
+    install(&dir, "recorder", "plugboard-recorder");
+    let pids = host.pids("sink", "rec", 2);
+    assert_ne!(pids[1], first);
+    let newest = *distinct(indices(&keep, "nums")).last().unwrap();
+    assert_no_gap(wait_indices(&rec, "nums", newest as usize + 1), 0, "the sink that came back");
+    assert_no_gap(indices(&keep, "nums"), 0, "the file sink");
 }

@@ -31,6 +31,7 @@ use super::config::{Config, ConfigError};
 use super::host_events::HostEvents;
 use super::plan::{self, Plan};
 use super::registry::Registry;
+use super::sinks::SinkKind;
 
 /// CloudEvent type of a reload that was applied.
 pub const RELOADED: &str = "dev.plugboard.config.reloaded";
@@ -308,17 +309,53 @@ fn set_aside_missing(config: &mut Config, registry: &Registry, running: &Plan) -
         }
         keep
     });
+    missing.extend(set_aside_missing_sinks(config, &present, running, &registry.dir));
     let running_files: Vec<&Path> = running
         .sources
         .iter()
         .map(|s| s.path.as_path())
         .chain(running.executors.iter().map(|e| e.path.as_path()))
+        .chain(running.sinks.iter().filter_map(|s| match &s.kind {
+            SinkKind::Plugin { path, .. } => Some(path.as_path()),
+            _ => None,
+        }))
         .collect();
     config.plugins.retain(|file, _| {
         registry.entries.iter().any(|e| &e.file_name == file)
             || !running_files.iter().any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
     });
     missing
+}
+
+/// [`set_aside_missing`] for plugin sinks: a running one whose executable is
+/// gone is taken out with its place in routes (a route left with nothing to
+/// feed goes too), unless it is the only sink (the plan would put the
+/// default stdout sink in its place): then the config is refused as before.
+fn set_aside_missing_sinks(
+    config: &mut Config,
+    present: &dyn Fn(&str) -> bool,
+    running: &Plan,
+    dir: &Path,
+) -> Vec<String> {
+    let gone: Vec<String> = config
+        .sinks
+        .iter()
+        .filter(|s| s.plugin.as_deref().is_some_and(|p| !present(p)))
+        .filter(|s| running.sinks.iter().any(|r| *r.name == *s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    if gone.is_empty() || gone.len() == config.sinks.len() {
+        return Vec::new();
+    }
+    for name in &gone {
+        tracing::warn!(sink = %name, dir = %dir.display(), "the plugin executable is gone: instance stopped until it is back");
+    }
+    config.sinks.retain(|s| !gone.contains(&s.name));
+    for route in &mut config.routes {
+        route.sinks.retain(|s| !gone.contains(s));
+    }
+    config.routes.retain(|r| !r.sinks.is_empty() || !r.automations.is_empty());
+    gone
 }
 
 fn read_yaml(path: &Path) -> Result<serde_yaml::Value, String> {
@@ -397,6 +434,34 @@ mod tests {
         assert!(set_aside_missing(&mut config, &without_echo2, &running).is_empty());
         let err = plan::plan(&config, &without_echo2, "test.yaml".into()).unwrap_err().to_string();
         assert!(err.contains("executors[1] \"e3\": unknown plugin \"nosuch\""), "{err}");
+    }
+
+    #[test]
+    fn a_running_plugin_sink_whose_binary_is_gone_is_set_aside_with_its_routes() {
+        let full = diff::tests::registry();
+        let yaml = "
+sinks: [{ name: rec, plugin: rec }, { name: out, stdout: {} }]
+routes: [{ name: both, sinks: [rec, out] }, { name: only-rec, sinks: [rec] }]
+";
+        let running = plan::plan(&Config::parse(yaml).unwrap(), &full, "test.yaml".into()).unwrap();
+        let mut without_rec = full.clone();
+        without_rec.entries.retain(|e| e.file_name != "plugboard-rec");
+
+        let mut config = Config::parse(yaml).unwrap();
+        assert_eq!(set_aside_missing(&mut config, &without_rec, &running), ["rec"]);
+        let new = plan::plan(&config, &without_rec, "test.yaml".into()).unwrap();
+        assert_eq!(new.sinks.iter().map(|s| &*s.name).collect::<Vec<_>>(), ["out"]);
+        let routes: Vec<(&str, &[String])> =
+            new.routing.routes().iter().map(|r| (r.name.as_str(), r.sinks.as_slice())).collect();
+        assert_eq!(routes, [("both", &["out".to_owned()][..])]);
+
+        // The only sink is not replaced by the default one: the config is refused.
+        let only = "sinks: [{ name: rec, plugin: rec }]\n";
+        let running = plan::plan(&Config::parse(only).unwrap(), &full, "test.yaml".into()).unwrap();
+        let mut config = Config::parse(only).unwrap();
+        assert!(set_aside_missing(&mut config, &without_rec, &running).is_empty());
+        let err = plan::plan(&config, &without_rec, "test.yaml".into()).unwrap_err().to_string();
+        assert!(err.contains("sinks[0] \"rec\": unknown plugin \"rec\""), "{err}");
     }
 
     #[test]
