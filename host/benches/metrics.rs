@@ -52,7 +52,7 @@ fn main() {
                 (plan, sink)
             })
             .collect();
-        let pipeline = Pipeline::start(state.path(), &sources, sinks, &Routing::default()).expect("pipeline");
+        let pipeline = Pipeline::start(state.path(), &sources, sinks, Arc::new(Routing::default())).expect("pipeline");
         // Ten events per source, so every counter has a value.
         for s in &sources {
             let queue = pipeline.queue(&s.name).expect("queue");

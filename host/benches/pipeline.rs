@@ -123,9 +123,13 @@ async fn run(kind: SinkKind, range: &SourcePlan, events: usize, tag: &str) -> Ru
     };
     let name: Arc<str> = Arc::from(range.name.as_str());
     let sources = [PipelineSource { name: Arc::clone(&name), drop_types: DropTypes::default(), plugin: None }];
-    let pipeline =
-        Pipeline::start(&state.path().join("state"), &sources, vec![(plan, Box::new(sink))], &Routing::default())
-            .expect("pipeline");
+    let pipeline = Pipeline::start(
+        &state.path().join("state"),
+        &sources,
+        vec![(plan, Box::new(sink))],
+        Arc::new(Routing::default()),
+    )
+    .expect("pipeline");
     let mut committed = pipeline.store.committed();
     let shutdown = CancellationToken::new();
     let supervisor = Supervisor::default();

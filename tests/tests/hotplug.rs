@@ -9,7 +9,8 @@ use std::process::Command;
 
 use plugboard_tests::chatops::post_command;
 use plugboard_tests::{
-    DEADLINE, Lines, Running, TestDir, bin, http_addr, log_events, plugboard, process_alive, wait_for, wait_gone,
+    DEADLINE, Lines, Running, TestDir, bin, http_addr, json_lines, log_events, plugboard, process_alive, wait_for,
+    wait_gone,
 };
 use serde_json::{Value, json};
 
@@ -361,4 +362,287 @@ fn a_restarted_source_resumes_from_its_cursor() {
     let stats = plugboard_tests::stats(&host.addr);
     assert_eq!(stats["sources"]["nums"]["duplicates"], 0, "the restarted source started over: {stats}");
     assert_eq!(stats["sources"]["nums"]["received"], 200, "{stats}");
+}
+
+// ---- Sinks and routes on reload -------------------------------------------
+
+/// A range source (ids `{instance}-{index}`) steady enough to watch sinks
+/// fill while the config changes under it.
+fn range_source(name: &str) -> String {
+    format!("  - {{ name: {name}, plugin: range, config: {{ limit: 1000000, interval: 20ms }} }}\n")
+}
+
+/// A directory with the range source and the recorder (a plugin sink).
+fn sink_dir() -> TestDir {
+    let dir = TestDir::new();
+    install(&dir, "range", "plugboard-range");
+    install(&dir, "recorder", "plugboard-recorder");
+    dir
+}
+
+/// Host events about config reloads go to the `ops` file sink (stdout stays quiet).
+const OPS_SINK: &str = "  - { name: ops, file: { path: ops.jsonl } }\n";
+const OPS_ROUTE: &str =
+    "  - { name: ops, sources: [plugboard], filters: [{ prefix: { type: dev.plugboard.config. } }], sinks: [ops] }\n";
+
+/// The indices of `instance`'s range events in a JSON-lines file, in file order.
+fn indices(path: &std::path::Path, instance: &str) -> Vec<u64> {
+    let prefix = format!("{instance}-");
+    json_lines(path).iter().filter_map(|e| e["id"].as_str()?.strip_prefix(&prefix)?.parse().ok()).collect()
+}
+
+/// Waits until `path` holds at least `n` distinct events of `instance`;
+/// returns their indices (duplicates included, in file order).
+fn wait_indices(path: &std::path::Path, instance: &str, n: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    wait_for(&format!("{n} events of {instance} in {}", path.display()), DEADLINE, || {
+        seen = indices(path, instance);
+        distinct(seen.clone()).len() >= n
+    });
+    seen
+}
+
+/// Indices, deduplicated (delivery is at-least-once) and sorted.
+fn distinct(mut seen: Vec<u64>) -> Vec<u64> {
+    seen.sort_unstable();
+    seen.dedup();
+    seen
+}
+
+/// Asserts that `seen` holds every index from `first` to its largest one.
+fn assert_no_gap(seen: Vec<u64>, first: u64, what: &str) {
+    let seen = distinct(seen);
+    let last = *seen.last().unwrap_or_else(|| panic!("{what}: no events"));
+    assert_eq!(seen, (first..=last).collect::<Vec<u64>>(), "{what}: events missing");
+}
+
+impl Host {
+    /// Waits for the `n`-th "config reloaded" log line.
+    fn wait_reloads(&self, n: usize) {
+        self.run.stderr.wait_until(&format!("{n} applied reloads"), DEADLINE, |l| {
+            l.iter().filter(|x| x.contains("\"config reloaded: ")).count() >= n
+        });
+    }
+}
+
+#[test]
+fn an_added_sink_and_its_route_receive_from_then_on_and_the_other_sinks_are_untouched() {
+    let dir = sink_dir();
+    let (keep, rec, added, ops) = (
+        dir.path().join("keep.jsonl"),
+        dir.path().join("rec.jsonl"),
+        dir.path().join("new.jsonl"),
+        dir.path().join("ops.jsonl"),
+    );
+    let sinks = format!(
+        "sinks:\n  - {{ name: keep, file: {{ path: keep.jsonl }} }}\n  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\n{OPS_SINK}",
+        rec.display()
+    );
+    let routes = format!("routes:\n  - {{ name: all, sources: [nums], sinks: [keep, rec] }}\n{OPS_ROUTE}");
+    let base = format!("sources:\n{}{sinks}{routes}", range_source("nums"));
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&keep, "nums", 10);
+    let rec_pid = host.only_pid("sink", "rec");
+    let nums_pid = host.only_pid("source", "nums");
+
+    let with_new = format!("{base}  - {{ name: to-new, sources: [nums], sinks: [new] }}\n")
+        .replace(OPS_SINK, &format!("{OPS_SINK}  - {{ name: new, file: {{ path: new.jsonl }} }}\n"));
+    rewrite_config(&dir, &with_new);
+    let arrived = wait_indices(&added, "nums", 20);
+    // From where it was added on, every event of the source, none skipped.
+    assert_no_gap(arrived.clone(), distinct(arrived.clone())[0], "the added sink");
+    assert!(distinct(arrived)[0] > 0, "the added sink started with the events stored from then on");
+    // The others are untouched: same process, nothing missing.
+    assert_eq!(host.only_pid("sink", "rec"), rec_pid, "the plugin sink was restarted");
+    assert_eq!(host.only_pid("source", "nums"), nums_pid, "the source was restarted");
+    let newest = *distinct(indices(&added, "nums")).last().unwrap();
+    let keep_seen = wait_indices(&keep, "nums", newest as usize + 1);
+    assert_no_gap(keep_seen, 0, "the existing file sink");
+    let rec_seen = wait_indices(&rec, "nums", newest as usize + 1);
+    assert_no_gap(rec_seen, 0, "the existing plugin sink");
+
+    let reloads = json_lines(&ops);
+    let reloaded: Vec<&Value> = reloads.iter().filter(|e| e["type"] == "dev.plugboard.config.reloaded").collect();
+    assert_eq!(reloaded.len(), 1, "{reloads:?}");
+    let data = &reloaded[0]["data"];
+    assert_eq!(data["added"], json!([{ "instance": "new", "kind": "sink" }]), "{data}");
+    assert_eq!(data["routes_changed"], true, "{data}");
+    assert_eq!(data["needs_restart"], json!([]), "sinks and routes apply live: {data}");
+}
+
+#[test]
+fn a_removed_sink_stops_and_its_plugin_is_gone_while_the_others_keep_receiving() {
+    let dir = sink_dir();
+    let (keep, rec, gone) =
+        (dir.path().join("keep.jsonl"), dir.path().join("rec.jsonl"), dir.path().join("gone.jsonl"));
+    let base = format!(
+        "sources:\n{}sinks:\n  - {{ name: keep, file: {{ path: keep.jsonl }} }}\n  - {{ name: gone, file: {{ path: gone.jsonl }} }}\n  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\nroutes:\n  - {{ sinks: [keep, gone, rec] }}\n",
+        range_source("nums"),
+        rec.display()
+    );
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&gone, "nums", 5);
+    wait_indices(&rec, "nums", 5);
+    let rec_pid = host.only_pid("sink", "rec");
+
+    let without = base
+        .replace("  - { name: gone, file: { path: gone.jsonl } }\n", "")
+        .replace(&format!("  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\n", rec.display()), "")
+        .replace("[keep, gone, rec]", "[keep]");
+    assert_ne!(without, base);
+    rewrite_config(&dir, &without);
+    host.wait_reloads(1);
+    // The reload is applied once the dispatchers stopped: nothing arrives after it.
+    let gone_final = indices(&gone, "nums").len();
+    let rec_final = indices(&rec, "nums").len();
+    assert!(wait_gone(&[rec_pid], DEADLINE).is_empty(), "the removed plugin sink (pid {rec_pid}) still runs");
+    plugboard_tests::procs::assert_no_zombie_or_orphan(host.run.pid(), &[rec_pid]);
+
+    let before = distinct(indices(&keep, "nums")).len();
+    let keep_seen = wait_indices(&keep, "nums", before + 20);
+    assert_no_gap(keep_seen, 0, "the remaining sink");
+    assert_eq!(indices(&gone, "nums").len(), gone_final, "the removed file sink still receives");
+    assert_eq!(indices(&rec, "nums").len(), rec_final, "the removed plugin sink still receives");
+    let stats = plugboard_tests::stats(&host.addr);
+    let listed: Vec<&String> = stats["sinks"].as_object().unwrap().keys().collect();
+    assert_eq!(listed, ["keep"], "{stats}");
+    let plugins = plugboard_tests::http_client()
+        .get(&format!("http://{}/v1/plugins", host.addr))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(!plugins.contains("\"rec\""), "the removed sink is still listed: {plugins}");
+}
+
+#[test]
+fn replacing_a_sink_binary_restarts_only_that_sink_and_loses_nothing() {
+    let dir = sink_dir();
+    let (keep, rec) = (dir.path().join("keep.jsonl"), dir.path().join("rec.jsonl"));
+    let base = format!(
+        "sources:\n{}sinks:\n  - {{ name: keep, file: {{ path: keep.jsonl }} }}\n  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\n",
+        range_source("nums"),
+        rec.display()
+    );
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&rec, "nums", 10);
+    let first = host.only_pid("sink", "rec");
+    let nums_pid = host.only_pid("source", "nums");
+
+    replace(&dir, "recorder", "plugboard-recorder");
+    let pids = host.pids("sink", "rec", 2);
+    assert_ne!(pids[1], first);
+    assert!(wait_gone(&[first], DEADLINE).is_empty(), "the old sink process (pid {first}) still runs");
+    plugboard_tests::procs::assert_no_zombie_or_orphan(host.run.pid(), &[first]);
+    // Every event stored before, during and after the replace reaches it (at least once).
+    let at_replace = *distinct(indices(&keep, "nums")).last().unwrap();
+    let seen = wait_indices(&rec, "nums", at_replace as usize + 30);
+    assert!(distinct(seen.clone()).last().copied().unwrap_or(0) > at_replace + 10, "{seen:?}");
+    assert_no_gap(seen, 0, "the restarted plugin sink");
+    assert_no_gap(indices(&keep, "nums"), 0, "the file sink");
+    assert_eq!(host.only_pid("source", "nums"), nums_pid, "the source was restarted");
+    assert_eq!(host.pids("sink", "rec", 2).len(), 2, "the sink restarted more than once");
+}
+
+#[test]
+fn a_route_change_changes_what_arrives_without_restarting_any_plugin() {
+    let dir = sink_dir();
+    let (picked, rec) = (dir.path().join("picked.jsonl"), dir.path().join("rec.jsonl"));
+    let base = format!(
+        "sources:\n{}{}sinks:\n  - {{ name: picked, file: {{ path: picked.jsonl }} }}\n  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\nroutes:\n  - {{ name: pick, sources: [a], sinks: [picked] }}\n  - {{ name: everything, sinks: [rec] }}\n",
+        range_source("a"),
+        range_source("b"),
+        rec.display()
+    );
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&picked, "a", 10);
+    let pids = [host.only_pid("sink", "rec"), host.only_pid("source", "a"), host.only_pid("source", "b")];
+    assert!(indices(&picked, "b").is_empty(), "the route picks only a");
+
+    rewrite_config(&dir, &base.replace("sources: [a], sinks: [picked]", "sources: [b], sinks: [picked]"));
+    wait_indices(&picked, "b", 10);
+    // One step: once b's events arrive, a's do not any more.
+    let ids = plugboard_tests::ids(&json_lines(&picked));
+    let first_b = ids.iter().position(|id| id.starts_with("b-")).unwrap();
+    let late_a: Vec<&String> = ids[first_b..].iter().filter(|id| id.starts_with("a-")).collect();
+    assert!(late_a.is_empty(), "events of a after the swap: {late_a:?}");
+    assert_no_gap(indices(&picked, "b"), distinct(indices(&picked, "b"))[0], "b after the swap");
+    assert_no_gap(indices(&picked, "a"), 0, "a before the swap");
+    // Nothing restarted, and the other sink's routes still hold.
+    assert_eq!(
+        [host.only_pid("sink", "rec"), host.only_pid("source", "a"), host.only_pid("source", "b")],
+        pids,
+        "a plugin was restarted by a route change"
+    );
+    let newest = *distinct(indices(&picked, "b")).last().unwrap();
+    assert_no_gap(wait_indices(&rec, "b", newest as usize + 1), 0, "the unchanged route");
+}
+
+#[test]
+fn a_source_added_by_reload_is_counted_and_matched_by_routes_naming_it() {
+    let dir = sink_dir();
+    let (x, y) = (dir.path().join("x.jsonl"), dir.path().join("y.jsonl"));
+    let base = format!(
+        "sources:\n{}sinks:\n  - {{ name: x, file: {{ path: x.jsonl }} }}\n  - {{ name: y, file: {{ path: y.jsonl }} }}\nroutes:\n  - {{ name: to-x, sources: [a], sinks: [x] }}\n",
+        range_source("a")
+    );
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&x, "a", 5);
+    let a_pid = host.only_pid("source", "a");
+
+    rewrite_config(
+        &dir,
+        &format!("{base}  - {{ name: late-only, sources: [late], sinks: [y] }}\n")
+            .replace("sources:\n", &format!("sources:\n{}", range_source("late"))),
+    );
+    // Added with its route in one reload: every one of its events arrives.
+    let seen = wait_indices(&y, "late", 20);
+    assert_no_gap(seen, 0, "the added source in the sink its route names");
+    assert!(indices(&y, "a").is_empty(), "the route names late only");
+    assert!(indices(&x, "late").is_empty(), "x's route names a only");
+    assert_eq!(host.only_pid("source", "a"), a_pid);
+
+    let stats = plugboard_tests::stats(&host.addr);
+    let late = &stats["sources"]["late"];
+    assert!(late["received"].as_u64().unwrap_or(0) >= 20, "{stats}");
+    assert!(late["stored"].as_u64().unwrap_or(0) >= 20, "{stats}");
+    let samples = plugboard_tests::metrics::scrape(&host.addr);
+    let received = plugboard_tests::metrics::value(&samples, "plugboard_events_received_total", &[("source", "late")]);
+    assert!(received.unwrap_or(0.0) >= 20.0, "plugboard_events_received_total{{source=late}}: {received:?}");
+    let stored = plugboard_tests::metrics::value(&samples, "plugboard_events_stored_total", &[("source", "late")]);
+    assert!(stored.unwrap_or(0.0) >= 20.0, "plugboard_events_stored_total{{source=late}}: {stored:?}");
+    assert!(
+        plugboard_tests::metrics::value(&samples, "plugboard_queue_depth", &[("source", "late")]).is_some(),
+        "no queue depth for the added source"
+    );
+}
+
+#[test]
+fn a_removed_sink_binary_stops_its_sink_until_it_is_back_and_it_resumes_from_its_cursor() {
+    let dir = sink_dir();
+    let (keep, rec) = (dir.path().join("keep.jsonl"), dir.path().join("rec.jsonl"));
+    let base = format!(
+        "sources:\n{}sinks:\n  - {{ name: keep, file: {{ path: keep.jsonl }} }}\n  - {{ name: rec, plugin: recorder, config: {{ path: {} }} }}\nroutes:\n  - {{ sinks: [keep, rec] }}\n",
+        range_source("nums"),
+        rec.display()
+    );
+    let host = Host::with_config(&dir, &base);
+    wait_indices(&rec, "nums", 10);
+    let first = host.only_pid("sink", "rec");
+
+    std::fs::remove_file(dir.plugins().join("plugboard-recorder")).unwrap();
+    assert!(wait_gone(&[first], DEADLINE).is_empty(), "the sink (pid {first}) still runs after its binary was removed");
+    let log = host.wait_log("the plugin executable is gone");
+    assert_eq!(log["fields"]["sink"], "rec", "{log}");
+    let before = distinct(indices(&keep, "nums")).len();
+    wait_indices(&keep, "nums", before + 20);
+
+    // Back: it starts again and catches up from where it stopped.
+    install(&dir, "recorder", "plugboard-recorder");
+    let pids = host.pids("sink", "rec", 2);
+    assert_ne!(pids[1], first);
+    let newest = *distinct(indices(&keep, "nums")).last().unwrap();
+    assert_no_gap(wait_indices(&rec, "nums", newest as usize + 1), 0, "the sink that came back");
+    assert_no_gap(indices(&keep, "nums"), 0, "the file sink");
 }

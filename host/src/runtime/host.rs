@@ -81,6 +81,9 @@ pub struct Host {
     pipeline: Pipeline,
     /// Per source: its HTTP forwarding slot and where it leaves its cursor (hot plug).
     source_state: HashMap<String, (ClientSlot, CursorCell)>,
+    /// What sinks a reload adds are built with (hot plug).
+    automations: AutomationSlot,
+    sink_supervision: SinkSupervision,
     /// The HTTP server outlives the rest, so `/readyz` can say "shutting down".
     http_task: Option<JoinHandle<()>>,
     http_stop: CancellationToken,
@@ -157,7 +160,7 @@ impl Host {
             .iter()
             .map(|p| (p.clone(), super::sinks::build(p, &plan.start, &automations, &sink_supervision)))
             .collect();
-        let pipeline = match Pipeline::start(&state_dir, &pipeline_sources, sinks, &plan.routing) {
+        let pipeline = match Pipeline::start(&state_dir, &pipeline_sources, sinks, Arc::clone(&plan.routing)) {
             Ok(pipeline) => pipeline,
             Err(e) => {
                 groups.stop_all(&supervisor).await;
@@ -223,7 +226,7 @@ impl Host {
         let http_stop = CancellationToken::new();
 
         let http_addr = if config.http.enabled {
-            let (store, counters, sink_stats) =
+            let (store, counters, sink_set) =
                 (pipeline.store.clone(), Arc::clone(&pipeline.counters), pipeline.sinks.clone());
             let events_token = config.http.events_token.clone().or_else(|| config.http.token.clone());
             let router = http::base_router()
@@ -235,7 +238,7 @@ impl Host {
                 .merge(chatops::http::router(Arc::clone(&commands), config.http.token.clone(), &config.commands))
                 .merge(http::plugins::router(supervisor.clone(), config.http.token.clone()))
                 .merge(http::stats::router(
-                    move || super::pipeline::stats_json(&store, &counters, &sink_stats),
+                    move || super::pipeline::stats_json(&store, &counters, &sink_set.stats()),
                     config.http.token.clone(),
                 ))
                 .merge(http::metrics::router(Arc::clone(&metrics), config.http.token.clone()))
@@ -274,6 +277,8 @@ impl Host {
             readiness,
             pipeline,
             source_state,
+            automations,
+            sink_supervision,
             http_task,
             http_stop,
         })
@@ -289,6 +294,9 @@ impl Host {
             executor_group: self.groups.executors.clone(),
             sources: std::sync::Mutex::new(self.source_state.clone()),
             stored_cursors: self.pipeline.opened.source_cursors.clone(),
+            sinks: self.pipeline.sinks.clone(),
+            automations: self.automations.clone(),
+            sink_supervision: self.sink_supervision.clone(),
         })
     }
 

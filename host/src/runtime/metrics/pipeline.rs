@@ -3,7 +3,6 @@
 //! stored/duplicate counts, the queue's permits) and per sink (its stats and
 //! cursor against the store's committed seq). The event path pays nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,15 +12,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::runtime::pipeline::{Counters, Pipeline, QueueDepth};
-use crate::runtime::sinks::SinkStats;
+use crate::runtime::pipeline::{Counters, Pipeline, SinkSet};
 use crate::runtime::store::Store;
 
 pub struct PipelineCollector {
     store: Store,
     counters: Arc<Counters>,
-    sinks: Vec<(Arc<str>, Arc<SinkStats>)>,
-    queues: HashMap<Arc<str>, QueueDepth>,
+    sinks: SinkSet,
 }
 
 impl std::fmt::Debug for PipelineCollector {
@@ -42,40 +39,30 @@ struct SourceRow {
 }
 
 impl PipelineCollector {
-    /// Reads `pipeline`'s counters; holds no queue sender, so it never keeps
-    /// the pipeline from stopping.
+    /// Reads `pipeline`'s counters (sources and sinks a reload adds too);
+    /// holds no queue sender, so it never keeps the pipeline from stopping.
     pub fn new(pipeline: &Pipeline) -> Self {
-        let queues = pipeline.queues.iter().map(|(name, q)| (Arc::clone(name), q.depth())).collect();
-        Self {
-            store: pipeline.store.clone(),
-            counters: Arc::clone(&pipeline.counters),
-            sinks: pipeline.sinks.clone(),
-            queues,
-        }
+        Self { store: pipeline.store.clone(), counters: Arc::clone(&pipeline.counters), sinks: pipeline.sinks.clone() }
     }
 
     fn sources(&self) -> Vec<SourceRow> {
         let stored = self.store.instance_counts();
-        let mut rows: Vec<SourceRow> = self
-            .counters
-            .iter()
-            .map(|(name, c)| {
-                let (received, rejected, dropped) = c.snapshot();
-                let s = stored.get(name).copied().unwrap_or_default();
-                let queued = self.queues.get(name).map(QueueDepth::get).unwrap_or(0);
+        self.counters
+            .snapshot()
+            .into_iter()
+            .map(|c| {
+                let s = stored.get(&c.name).copied().unwrap_or_default();
                 SourceRow {
-                    name: Arc::clone(name),
-                    received,
+                    name: c.name,
+                    received: c.received,
                     stored: s.stored,
                     deduplicated: s.duplicates,
-                    rejected,
-                    dropped,
-                    queued,
+                    rejected: c.invalid,
+                    dropped: c.dropped,
+                    queued: c.queued,
                 }
             })
-            .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        rows
+            .collect()
     }
 }
 
@@ -140,7 +127,7 @@ impl Collector for PipelineCollector {
         )?;
 
         let committed = *self.store.committed().borrow();
-        let sinks = &self.sinks;
+        let sinks = &self.sinks.stats();
         family(e, "plugboard_events_delivered", "Events a sink took", counter, "sink", sinks, |(name, s)| {
             (name, ConstCounter::new(s.delivered.load(Ordering::Relaxed)))
         })?;

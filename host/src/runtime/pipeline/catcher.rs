@@ -139,15 +139,17 @@ fn make_queue(
     drop_types: DropTypes,
     plugin: Option<Arc<str>>,
 ) -> SourceQueue {
+    let capacity = capacity.max(1);
+    let queue = SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity)), capacity, tx };
+    // An instance added by a reload is counted like one of the start.
     let new = Rules {
         drop_types,
         plugin,
-        counters: counters.source(&instance),
+        counters: counters.register(&queue.instance, Some(queue.depth())),
         invalid_log: LogLimiter::new(Duration::from_secs(60), 10),
     };
-    rules.lock().unwrap_or_else(|e| e.into_inner()).insert(Arc::clone(&instance), new);
-    let capacity = capacity.max(1);
-    SourceQueue { instance, permits: Arc::new(Semaphore::new(capacity)), capacity, tx }
+    rules.lock().unwrap_or_else(|e| e.into_inner()).insert(Arc::clone(&queue.instance), new);
+    queue
 }
 
 impl Catcher {

@@ -13,6 +13,7 @@ pub mod catcher;
 pub mod counters;
 pub mod drop_types;
 pub mod ingress;
+pub mod sink_set;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,13 +24,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use catcher::{QueueClosed, QueueDepth, QueueMaker, SourceQueue};
-pub use counters::Counters;
+pub use counters::{Counters, SourceSnapshot};
 pub use drop_types::DropTypes;
 pub use ingress::{IngestError, IngestReport, Ingress};
+pub use sink_set::SinkSet;
 
 use super::routing::Routing;
-use super::sinks::dispatcher::DispatchControl;
-use super::sinks::{Dispatcher, Sink, SinkPlan, SinkStats};
+use super::sinks::{Sink, SinkPlan, SinkStats};
 use super::store::{Opened, Store, StoreError};
 
 /// The pseudo source instance of events posted to `POST /v1/events`.
@@ -57,13 +58,12 @@ pub struct Pipeline {
     pub queues: HashMap<Arc<str>, SourceQueue>,
     /// What the store held when it was opened (source cursors to resume from).
     pub opened: Opened,
-    pub sinks: Vec<(Arc<str>, Arc<SinkStats>)>,
+    /// The running sinks (started and stopped one by one on hot plug) and their routes.
+    pub sinks: SinkSet,
     /// Adds source queues while the pipeline runs (hot plug).
     pub queue_maker: QueueMaker,
     catcher_stop: CancellationToken,
     catcher: JoinHandle<()>,
-    dispatch: DispatchControl,
-    dispatchers: Vec<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -73,7 +73,7 @@ impl Pipeline {
         state_dir: &Path,
         sources: &[PipelineSource],
         sinks: Vec<(SinkPlan, Box<dyn Sink>)>,
-        routing: &Routing,
+        routing: Arc<Routing>,
     ) -> Result<Self, StoreError> {
         let (store, opened) = Store::open(state_dir)?;
         let counters = Arc::new(Counters::new(sources.iter().map(|s| &s.name)));
@@ -89,40 +89,19 @@ impl Pipeline {
             Arc::new(sources.iter().map(|s| (s.name.to_string(), s.drop_types.clone())).collect::<HashMap<_, _>>());
         let ingress = Ingress::new(store.clone(), drop_types, Arc::clone(&counters));
 
-        let dispatch = DispatchControl::default();
-        let mut dispatchers = Vec::with_capacity(sinks.len());
-        let mut stats = Vec::with_capacity(sinks.len());
+        // A new sink starts with the events stored from now on (see [`sink_set`]).
+        let sink_set = SinkSet::new(store.clone(), routing, opened.sink_cursors.clone());
         for (plan, sink) in sinks {
-            let cursor = match opened.sink_cursors.get(&*plan.name) {
-                Some(cursor) => *cursor,
-                None => {
-                    // A new sink starts with the events stored from now on
-                    // (`events replay --since 1` backfills it).
-                    store.set_sink_cursor(&plan.name, opened.last_seq);
-                    opened.last_seq
-                }
-            };
-            let dispatcher = Dispatcher::new(&plan, sink, routing.for_sink(&plan.name), store.clone(), cursor)?;
-            stats.push((Arc::clone(&plan.name), dispatcher.stats()));
-            tracing::debug!(sink = %plan.name, kind = plan.kind.name(), cursor, "sink dispatcher starting");
-            dispatchers.push(tokio::spawn(dispatcher.run(dispatch.clone())));
+            match sink_set.start(&plan, sink) {
+                Ok(()) => {}
+                Err(sink_set::StartError::Store(e)) => return Err(e),
+                Err(e) => tracing::error!(sink = %plan.name, "{e}"),
+            }
         }
         let queue_maker = catcher.queue_maker();
         let catcher_stop = CancellationToken::new();
         let catcher = tokio::spawn(catcher.run(catcher_stop.clone()));
-        Ok(Self {
-            store,
-            ingress,
-            counters,
-            queues,
-            opened,
-            sinks: stats,
-            queue_maker,
-            catcher_stop,
-            catcher,
-            dispatch,
-            dispatchers,
-        })
+        Ok(Self { store, ingress, counters, queues, opened, sinks: sink_set, queue_maker, catcher_stop, catcher })
     }
 
     /// The queue of `instance`.
@@ -139,7 +118,8 @@ impl Pipeline {
 
     /// [`Pipeline::stop`], giving the store and the sinks up to `drain` each.
     pub async fn stop_within(self, drain: Duration) {
-        let Pipeline { store, queues, catcher_stop, catcher, dispatch, mut dispatchers, .. } = self;
+        let Pipeline { store, queues, catcher_stop, catcher, sinks, .. } = self;
+        let (dispatch, mut dispatchers) = sinks.close();
         drop(queues);
         catcher_stop.cancel();
         let _ = catcher.await;
@@ -172,7 +152,7 @@ impl Pipeline {
 
     /// Counters of sources and sinks, as JSON (`GET /v1/stats`).
     pub fn stats_json(&self) -> serde_json::Value {
-        stats_json(&self.store, &self.counters, &self.sinks)
+        stats_json(&self.store, &self.counters, &self.sinks.stats())
     }
 }
 
@@ -180,16 +160,16 @@ impl Pipeline {
 pub fn stats_json(store: &Store, counters: &Counters, sinks: &[(Arc<str>, Arc<SinkStats>)]) -> serde_json::Value {
     let stored = store.instance_counts();
     let sources: serde_json::Map<String, serde_json::Value> = counters
-        .iter()
-        .map(|(name, c)| {
-            let (received, invalid, dropped) = c.snapshot();
-            let s = stored.get(name).copied().unwrap_or_default();
+        .snapshot()
+        .into_iter()
+        .map(|c| {
+            let s = stored.get(&c.name).copied().unwrap_or_default();
             (
-                name.to_string(),
+                c.name.to_string(),
                 serde_json::json!({
-                    "received": received,
-                    "invalid": invalid,
-                    "dropped": dropped,
+                    "received": c.received,
+                    "invalid": c.invalid,
+                    "dropped": c.dropped,
                     "stored": s.stored,
                     "duplicates": s.duplicates,
                 }),

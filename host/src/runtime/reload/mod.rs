@@ -31,6 +31,7 @@ use super::config::{Config, ConfigError};
 use super::host_events::HostEvents;
 use super::plan::{self, Plan};
 use super::registry::Registry;
+use super::sinks::SinkKind;
 
 /// CloudEvent type of a reload that was applied.
 pub const RELOADED: &str = "dev.plugboard.config.reloaded";
@@ -39,8 +40,19 @@ pub const REJECTED: &str = "dev.plugboard.config.rejected";
 
 /// Top-level config sections a reload applies; a change anywhere else takes
 /// effect at the next start (and is said so).
-const RELOADABLE: &[&str] =
-    &["sources", "executors", "plugins", "plugins_dir", "start_timeout", "kill_grace", "restart", "health", "reload"];
+const RELOADABLE: &[&str] = &[
+    "sources",
+    "executors",
+    "sinks",
+    "routes",
+    "plugins",
+    "plugins_dir",
+    "start_timeout",
+    "kill_grace",
+    "restart",
+    "health",
+    "reload",
+];
 
 /// What the reloader needs from the running host: the controls of single
 /// instances and the command path's table. Nothing else is touched.
@@ -54,6 +66,9 @@ pub trait Instances: Send + Sync {
     /// Makes `plan`'s command table (prefixes, aliases) the one commands
     /// resolve against, in one step.
     fn swap_commands(&self, plan: &Arc<Plan>);
+    /// Makes `plan`'s routes the ones every sink's dispatcher follows, in
+    /// one step (from each dispatcher's next batch on; nothing restarts).
+    fn swap_routes(&self, plan: &Arc<Plan>);
 }
 
 /// Where the config comes from, and the command-line override that matters to a reload.
@@ -241,15 +256,24 @@ impl Reloader {
         Ok(Applied { diff, missing, needs_restart, failed })
     }
 
-    /// Stops what goes or changes, starts what comes or changed, then swaps
-    /// the command table: commands never resolve to an instance that is
-    /// not there, except for the moment a restarted one starts again.
+    /// Stops what goes or changes, swaps the routes, starts what comes or
+    /// changed (sinks first, so a sink and a source added together miss
+    /// none of its events), then swaps the command table: commands never
+    /// resolve to an instance that is not there, except for the moment a
+    /// restarted one starts again.
     async fn apply(&self, diff: &PlanDiff, new: &Arc<Plan>) -> Vec<String> {
         for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
             self.instances.stop(key).await;
         }
+        // New routes before new sinks: a sink added with its route reads
+        // through it from its first batch.
+        if diff.routes_changed {
+            self.instances.swap_routes(new);
+        }
+        let mut starts: Vec<&InstanceKey> = diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)).collect();
+        starts.sort_by_key(|k| k.kind != Kind::Sink);
         let mut failed = Vec::new();
-        for key in diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+        for key in starts {
             if let Err(e) = self.instances.start(key, new).await {
                 tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
                 failed.push(key.name.clone());
@@ -285,17 +309,53 @@ fn set_aside_missing(config: &mut Config, registry: &Registry, running: &Plan) -
         }
         keep
     });
+    missing.extend(set_aside_missing_sinks(config, &present, running, &registry.dir));
     let running_files: Vec<&Path> = running
         .sources
         .iter()
         .map(|s| s.path.as_path())
         .chain(running.executors.iter().map(|e| e.path.as_path()))
+        .chain(running.sinks.iter().filter_map(|s| match &s.kind {
+            SinkKind::Plugin { path, .. } => Some(path.as_path()),
+            _ => None,
+        }))
         .collect();
     config.plugins.retain(|file, _| {
         registry.entries.iter().any(|e| &e.file_name == file)
             || !running_files.iter().any(|p| p.file_name().is_some_and(|n| n == file.as_str()))
     });
     missing
+}
+
+/// [`set_aside_missing`] for plugin sinks: a running one whose executable is
+/// gone is taken out with its place in routes (a route left with nothing to
+/// feed goes too), unless it is the only sink (the plan would put the
+/// default stdout sink in its place): then the config is refused as before.
+fn set_aside_missing_sinks(
+    config: &mut Config,
+    present: &dyn Fn(&str) -> bool,
+    running: &Plan,
+    dir: &Path,
+) -> Vec<String> {
+    let gone: Vec<String> = config
+        .sinks
+        .iter()
+        .filter(|s| s.plugin.as_deref().is_some_and(|p| !present(p)))
+        .filter(|s| running.sinks.iter().any(|r| *r.name == *s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    if gone.is_empty() || gone.len() == config.sinks.len() {
+        return Vec::new();
+    }
+    for name in &gone {
+        tracing::warn!(sink = %name, dir = %dir.display(), "the plugin executable is gone: instance stopped until it is back");
+    }
+    config.sinks.retain(|s| !gone.contains(&s.name));
+    for route in &mut config.routes {
+        route.sinks.retain(|s| !gone.contains(s));
+    }
+    config.routes.retain(|r| !r.sinks.is_empty() || !r.automations.is_empty());
+    gone
 }
 
 fn read_yaml(path: &Path) -> Result<serde_yaml::Value, String> {
@@ -332,6 +392,7 @@ fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::
             .map(|r| json!({ "instance": r.key.name, "kind": r.key.kind.as_str(), "reason": r.reason }))
             .collect::<Vec<_>>(),
         "unchanged": diff.unchanged.len(),
+        "routes_changed": diff.routes_changed,
         "missing_plugin": applied.missing,
         "needs_restart": applied.needs_restart,
         "failed": applied.failed,
@@ -376,14 +437,43 @@ mod tests {
     }
 
     #[test]
+    fn a_running_plugin_sink_whose_binary_is_gone_is_set_aside_with_its_routes() {
+        let full = diff::tests::registry();
+        let yaml = "
+sinks: [{ name: rec, plugin: rec }, { name: out, stdout: {} }]
+routes: [{ name: both, sinks: [rec, out] }, { name: only-rec, sinks: [rec] }]
+";
+        let running = plan::plan(&Config::parse(yaml).unwrap(), &full, "test.yaml".into()).unwrap();
+        let mut without_rec = full.clone();
+        without_rec.entries.retain(|e| e.file_name != "plugboard-rec");
+
+        let mut config = Config::parse(yaml).unwrap();
+        assert_eq!(set_aside_missing(&mut config, &without_rec, &running), ["rec"]);
+        let new = plan::plan(&config, &without_rec, "test.yaml".into()).unwrap();
+        assert_eq!(new.sinks.iter().map(|s| &*s.name).collect::<Vec<_>>(), ["out"]);
+        let routes: Vec<(&str, &[String])> =
+            new.routing.routes().iter().map(|r| (r.name.as_str(), r.sinks.as_slice())).collect();
+        assert_eq!(routes, [("both", &["out".to_owned()][..])]);
+
+        // The only sink is not replaced by the default one: the config is refused.
+        let only = "sinks: [{ name: rec, plugin: rec }]\n";
+        let running = plan::plan(&Config::parse(only).unwrap(), &full, "test.yaml".into()).unwrap();
+        let mut config = Config::parse(only).unwrap();
+        assert!(set_aside_missing(&mut config, &without_rec, &running).is_empty());
+        let err = plan::plan(&config, &without_rec, "test.yaml".into()).unwrap_err().to_string();
+        assert!(err.contains("sinks[0] \"rec\": unknown plugin \"rec\""), "{err}");
+    }
+
+    #[test]
     fn only_sections_a_reload_cannot_apply_are_reported() {
         let old: serde_yaml::Value =
             serde_yaml::from_str("sources: []\nhttp: { listen: '127.0.0.1:1' }\nsinks: [{name: a}]\n").unwrap();
         let new: serde_yaml::Value = serde_yaml::from_str(
-            "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n",
+            "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: [{sinks: [b]}]\nsinks: [{name: b}]\n",
         )
         .unwrap();
-        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http", "routes"]);
+        // Sinks and routes apply live; the listener does not.
+        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http"]);
         assert!(changed_sections(Some(&old), Some(&old)).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The [`Instances`] seam over `run`'s host: the [`Supervisor`]'s
-//! per-instance controls, the executor pool's table, and the pipeline's
-//! queue maker for sources that did not exist at start.
+//! per-instance controls, the executor pool's table, the pipeline's
+//! queue maker for sources that did not exist at start, and its running
+//! sinks and routes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{InstanceKey, Instances, Kind};
 use crate::runtime::executors::ExecutorPool;
-use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE};
+use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE, SinkSet};
 use crate::runtime::plan::Plan;
+use crate::runtime::routing::SinkRoutes;
+use crate::runtime::sinks::{self, AutomationSlot, SinkSupervision};
 use crate::runtime::sources::{self, ClientSlot, CursorCell, SourceWorkload};
-use crate::runtime::supervisor::{self, Supervisor};
+use crate::runtime::supervisor::{self, Supervision, Supervisor};
 
 /// `run`'s host as the reloader sees it.
 pub struct HostInstances {
@@ -28,6 +31,12 @@ pub struct HostInstances {
     pub sources: Mutex<HashMap<String, (ClientSlot, CursorCell)>>,
     /// Source cursors in the store when it was opened.
     pub stored_cursors: HashMap<String, String>,
+    /// The pipeline's running sinks and their routes.
+    pub sinks: SinkSet,
+    /// What sinks are built with: the automation runner, and where plugin
+    /// sinks run (its supervision is replaced by the new plan's).
+    pub automations: AutomationSlot,
+    pub sink_supervision: SinkSupervision,
 }
 
 #[tonic::async_trait]
@@ -66,6 +75,20 @@ impl Instances for HostInstances {
                 let executor = plan.executor(&key.name).ok_or("not in the new plan")?;
                 self.executors.add(executor.clone(), &self.supervisor, &self.executor_group);
             }
+            Kind::Sink => {
+                let sink = plan.sinks.iter().find(|s| *s.name == *key.name).ok_or("not in the new plan")?;
+                if let SinkRoutes::Routes(routes) = plan.routing.for_sink(&sink.name)
+                    && routes.is_empty()
+                {
+                    tracing::warn!(sink = %sink.name, "no route names this sink: it receives no events");
+                }
+                let supervision = SinkSupervision {
+                    supervision: Supervision { restart: plan.restart.clone(), health: plan.health.clone() },
+                    ..self.sink_supervision.clone()
+                };
+                let built = sinks::build(sink, &plan.start, &self.automations, &supervision);
+                self.sinks.start(sink, built).map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }
@@ -78,10 +101,26 @@ impl Instances for HostInstances {
                 }
             }
             Kind::Executor => self.executors.remove(&key.name, &self.supervisor).await,
+            Kind::Sink => {
+                if !self.sinks.stop(&key.name).await {
+                    tracing::debug!(sink = %key.name, "nothing to stop: not running");
+                }
+                // The dispatcher stopped its plugin (if any) as it closed;
+                // forgetting it frees the name for a restarted sink.
+                if self.supervisor.get(supervisor::Kind::Sink, &key.name).is_some()
+                    && let Err(e) = self.supervisor.remove(supervisor::Kind::Sink, &key.name).await
+                {
+                    tracing::debug!(sink = %key.name, "nothing to stop: {e}");
+                }
+            }
         }
     }
 
     fn swap_commands(&self, plan: &Arc<Plan>) {
         self.executors.set_table(plan.table.clone());
+    }
+
+    fn swap_routes(&self, plan: &Arc<Plan>) {
+        self.sinks.swap_routes(Arc::clone(&plan.routing));
     }
 }

@@ -90,8 +90,20 @@ impl Route {
     }
 }
 
+/// Routes are the same when they select the same events for the same sinks
+/// (their error counts aside): a reload that leaves them so swaps nothing.
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.sources == other.sources
+            && self.filters == other.filters
+            && self.condition.as_ref().map(Condition::source) == other.condition.as_ref().map(Condition::source)
+            && self.sinks == other.sinks
+    }
+}
+
 /// Every route, compiled.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Routing {
     routes: Vec<Arc<Route>>,
 }

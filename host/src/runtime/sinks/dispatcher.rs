@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{RetryConfig, SinkPlan};
 use super::{DeliveryError, Sink};
-use crate::runtime::routing::SinkRoutes;
+use crate::runtime::routing::{Routing, SinkRoutes};
 use crate::runtime::store::{Replay, SharedReader, Store, StoreError, StoredEvent, TailRead};
 
 /// How often a dispatcher looks for replay requests.
@@ -55,6 +55,9 @@ impl SinkStats {
     }
 }
 
+/// The routes in force; a reload sends new ones.
+pub type RoutingWatch = tokio::sync::watch::Receiver<Arc<Routing>>;
+
 /// How a dispatcher is told to stop.
 #[derive(Clone, Default)]
 pub struct DispatchControl {
@@ -70,7 +73,11 @@ pub struct Dispatcher {
     /// The plugin of a plugin sink, for logs.
     plugin: Option<Arc<str>>,
     sink: Box<dyn Sink>,
+    /// What this sink's routes select, taken from `routing` (the routes in
+    /// force, swapped by a reload): looked at once per batch, recomputed only
+    /// when a new routing was sent, so the event path takes no lock.
     routes: SinkRoutes,
+    routing: RoutingWatch,
     store: Store,
     reader: SharedReader,
     retry: RetryConfig,
@@ -85,16 +92,21 @@ pub struct Dispatcher {
 struct Stopped;
 
 impl Dispatcher {
+    /// The dispatcher of `plan`'s sink from `cursor` on, routed by what
+    /// `routing` holds now and whatever is sent to it later. `stats` carries
+    /// on the counts of an earlier dispatcher of the same sink (a restart).
     pub fn new(
         plan: &SinkPlan,
         sink: Box<dyn Sink>,
-        routes: SinkRoutes,
+        mut routing: RoutingWatch,
         store: Store,
         cursor: u64,
+        stats: Option<Arc<SinkStats>>,
     ) -> Result<Self, StoreError> {
         let reader = SharedReader::new(store.reader()?);
-        let stats = Arc::new(SinkStats::default());
+        let stats = stats.unwrap_or_default();
         stats.cursor.store(cursor, Ordering::Relaxed);
+        let routes = routing.borrow_and_update().for_sink(&plan.name);
         let plugin = match &plan.kind {
             super::SinkKind::Plugin { plugin, .. } => Some(Arc::from(plugin.info.name.as_str())),
             _ => None,
@@ -104,6 +116,7 @@ impl Dispatcher {
             plugin,
             sink,
             routes,
+            routing,
             store,
             reader,
             retry: plan.retry.clone(),
@@ -165,6 +178,10 @@ impl Dispatcher {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             };
+            // One atomic load per batch; a swapped routing applies from this batch on.
+            if self.routing.has_changed().unwrap_or(false) {
+                self.routes = self.routing.borrow_and_update().for_sink(&self.name);
+            }
             let total = batch.len();
             batch.retain(|e| self.routes.matches(e));
             SinkStats::add(&self.stats.skipped, (total - batch.len()) as u64);
