@@ -139,17 +139,20 @@ fn executor_fingerprint(plan: &Plan, e: &ExecutorPlan) -> Fingerprint {
 }
 
 /// A sink's settings, and for a plugin sink what its process is launched
-/// with (plugin sinks run under the plan's restart policy and health checks).
+/// with and supervised by.
 fn sink_fingerprint(plan: &Plan, s: &SinkPlan) -> Fingerprint {
     let mut fields = BTreeMap::new();
     fields.insert("kind", s.kind.name().to_owned());
     fields.insert("retry", format!("{:?}", s.retry));
     fields.insert("batch_size", s.batch_size.to_string());
     let path = match &s.kind {
-        SinkKind::Plugin { path, config, .. } => {
+        SinkKind::Plugin { path, config, restart, health, .. } => {
             fields.insert("config", config.to_string());
-            let supervision =
-                crate::runtime::supervisor::Supervision { restart: plan.restart.clone(), health: plan.health.clone() };
+            // What the sink runs under: its own restart/health over the top-level ones.
+            let supervision = crate::runtime::supervisor::Supervision {
+                restart: restart.as_ref().map_or_else(|| plan.restart.clone(), |r| r.apply(&plan.restart)),
+                health: health.as_ref().map_or_else(|| plan.health.clone(), |h| h.apply(&plan.health)),
+            };
             launch_fields(plan, &s.name, path, &supervision, &mut fields);
             Some(path.clone())
         }
@@ -480,6 +483,17 @@ routes:
         let d = diff(&plan(SINKS), &ids(ALL), &plan(&new), &ids(ALL));
         let restarted: Vec<&str> = d.restarted.iter().map(|r| r.key.name.as_str()).collect();
         assert_eq!(restarted, ["t1", "rec"], "{d:?}");
+    }
+
+    #[test]
+    fn a_plugin_sinks_own_restart_policy_restarts_only_that_sink() {
+        let new = SINKS.replace(
+            "{ name: rec, plugin: rec, config: { path: /tmp/rec.jsonl } }",
+            "{ name: rec, plugin: rec, config: { path: /tmp/rec.jsonl }, restart: { max_restarts: 1 } }",
+        );
+        let d = diff(&plan(SINKS), &ids(ALL), &plan(&new), &ids(ALL));
+        assert_eq!(sinks(&d).2, [("rec", "restart policy changed")], "{d:?}");
+        assert_eq!(d.restarted.len(), 1, "{d:?}");
     }
 
     #[test]
