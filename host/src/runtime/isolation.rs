@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::launcher::limits::{self, CgroupMode, Enforcer, Limits};
+use crate::launcher::limits::{self, CgroupMode, Limits};
 use crate::launcher::{RunAs, RunAsError};
 use crate::plugin::Isolation;
 
@@ -256,16 +256,7 @@ pub fn describe(at: &str, isolation: &Isolation, problems: &mut Vec<String>) -> 
                     "processes" => l.processes.map(|n| n.to_string()),
                     _ => None,
                 };
-                let mechanism = match (what, by) {
-                    ("memory", Enforcer::Cgroup) => "cgroup memory.max",
-                    ("memory", Enforcer::Rlimit) => "rlimit RLIMIT_AS",
-                    ("cpu_rate", _) => "cgroup cpu.max",
-                    ("cpu_time", _) => "rlimit RLIMIT_CPU",
-                    ("open_files", _) => "rlimit RLIMIT_NOFILE",
-                    ("processes", Enforcer::Cgroup) => "cgroup pids.max",
-                    ("processes", Enforcer::Rlimit) => "rlimit RLIMIT_NPROC",
-                    _ => "",
-                };
+                let mechanism = by.mechanism(what);
                 parts.push(format!("{what} {} ({mechanism})", value.unwrap_or_default()));
             }
         }
