@@ -42,10 +42,8 @@ impl PluginCgroups {
     /// needed.
     pub fn create(support: &Support, name: &str, limits: &Limits) -> Result<Option<(Self, Vec<OwnedFd>)>, LimitsError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let v1: Vec<Controller> = Controller::ALL
-            .into_iter()
-            .filter(|c| support.v1_parent(*c).is_some() && wanted(limits, *c))
-            .collect();
+        let v1: Vec<Controller> =
+            Controller::ALL.into_iter().filter(|c| support.v1_parent(*c).is_some() && wanted(limits, *c)).collect();
         if support.v2.is_none() && v1.is_empty() {
             return Ok(None);
         }

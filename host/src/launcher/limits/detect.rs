@@ -172,7 +172,9 @@ pub fn discover(mountinfo: &str, self_cgroup: &str, usable: impl Fn(&Path) -> Re
         .collect();
     match (v2_mounts.first(), own.iter().find(|(c, _)| c.is_empty())) {
         (None, _) => support.notes.push("no cgroup v2 hierarchy is mounted".into()),
-        (Some(_), None) => support.notes.push("this process is in no cgroup v2 (no 0:: line in /proc/self/cgroup)".into()),
+        (Some(_), None) => {
+            support.notes.push("this process is in no cgroup v2 (no 0:: line in /proc/self/cgroup)".into())
+        }
         (Some(mount), Some((_, path))) => {
             let dir = locate(mount, path);
             match usable(&dir) {
@@ -284,8 +286,7 @@ mod tests {
         }
     }
 
-    const HYBRID_SELF: &str =
-        "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+    const HYBRID_SELF: &str = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n0::/\n";
 
     /// This machine: v1 memory/pids/cpu, a v2 mount with no controllers.
     fn hybrid(tree: &Tree) -> String {
@@ -377,7 +378,8 @@ mod tests {
     fn a_bind_mounted_sub_tree_is_located_relative_to_its_root() {
         let tree = Tree::new();
         tree.cgroup("memory/inner", &[]);
-        let mountinfo = format!("35 31 0:32 /docker/c1 {} rw - cgroup cgroup rw,memory\n", tree.path("memory").display());
+        let mountinfo =
+            format!("35 31 0:32 /docker/c1 {} rw - cgroup cgroup rw,memory\n", tree.path("memory").display());
         let support = discover(&mountinfo, "4:memory:/docker/c1/inner\n", usable);
         assert_eq!(support.v1_parent(Controller::Memory), Some(tree.path("memory/inner").as_path()));
     }

@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-pub use cgroup::settle;
 pub(crate) use cgroup::PluginCgroups;
+pub use cgroup::settle;
 use detect::{Controller, Support, Version};
 pub(crate) use rlimit::Rlimits;
 
@@ -246,7 +246,14 @@ fn log_support(support: &Support) {
     if let Some(v2) = &support.v2 {
         parts.push(format!("process tracking cgroup-v2 ({})", v2.path.display()));
     }
-    let missing = support.notes.join("; ");
+    // Only what is missing in the end: v1 may have made up for v2.
+    let missing: Vec<&str> = support
+        .notes
+        .iter()
+        .filter(|n| Controller::ALL.iter().any(|c| support.version(*c).is_none() && n.contains(c.name())))
+        .map(String::as_str)
+        .collect();
+    let missing = missing.join("; ");
     tracing::info!(
         "plugin limits: cgroups in use: {}{}",
         parts.join(", "),
