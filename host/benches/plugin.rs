@@ -2,8 +2,9 @@
 //! real `echo` and `range` plugins (release build).
 //!
 //! - start to ready: spawn, handshake, health, Describe (≥ 200 launches),
-//!   with AutoMTLS (the default) and without, and with resource limits (a
-//!   cgroup where cgroup v2 is writable, rlimits), interleaved, to show their cost
+//!   with AutoMTLS (the default) and without, and with resource limits
+//!   (memory, processes, CPU time, open files: cgroups v2 or v1 where
+//!   writable, rlimits), interleaved, to show their cost
 //! - Execute round trip on one running plugin (≥ 10,000 calls)
 //! - source stream throughput (events/s through Source.Stream)
 //! - resident memory of one idle plugin
@@ -47,15 +48,18 @@ fn main() {
             ),
             ..StartOptions::default()
         };
-        let isolation = plugin::Isolation {
-            limits: plugboard_host::launcher::Limits {
-                memory: Some(512 << 20),
-                open_files: Some(1024),
-                cpu_time: Some(Duration::from_secs(3600)),
-                ..Default::default()
-            },
+        let mut limits = plugboard_host::launcher::Limits {
+            memory: Some(512 << 20),
+            open_files: Some(1024),
+            cpu_time: Some(Duration::from_secs(3600)),
+            processes: Some(256),
             ..Default::default()
         };
+        // processes has no fallback for root without a pids controller.
+        if plugboard_host::launcher::limits::check(&limits, nix::unistd::geteuid().as_raw()).is_err() {
+            limits.processes = None;
+        }
+        let isolation = plugin::Isolation { limits, ..Default::default() };
         let limited = StartOptions {
             isolation: std::sync::Arc::new(plugin::IsolationTable {
                 instances: [("echo".to_owned(), isolation)].into(),
@@ -76,6 +80,12 @@ fn main() {
                 handle.shutdown().await;
             }
         }
+        let enforced = {
+            let handle = plugin::launch("echo", &echo, &limited).await.expect("launch echo");
+            let how: Vec<String> = handle.process().limits().iter().map(|(what, by)| format!("{what} {by}")).collect();
+            handle.shutdown().await;
+            how.join(", ")
+        };
         let plain_handle = plugin::launch("echo", &echo, &plain).await.expect("launch echo");
         let mut plain_client = plain_handle.executor();
 
@@ -133,6 +143,7 @@ fn main() {
         row("Execute round trip (echo, AutoMTLS)", round_trips, "< 40 µs");
         row("Execute round trip (echo, plaintext)", plain_round_trips, "< 40 µs");
         println!();
+        println!("limits in the limits case: {enforced}");
         println!(
             "source stream (range): {received} events in {elapsed:.2?} = {:.0} events/s",
             received as f64 / elapsed.as_secs_f64()

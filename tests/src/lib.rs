@@ -5,6 +5,7 @@
 //! Binaries come from the workspace build (`make test` builds them first).
 //! Every wait has a generous deadline and polls a condition: no fixed sleeps.
 
+pub mod cgroups;
 pub mod chatops;
 pub mod lifecycle;
 pub mod metrics;

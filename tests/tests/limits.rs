@@ -1,15 +1,30 @@
 //! Isolation and limits with the real `plugboard` and the `faulty` plugin:
-//! resource limits on the plugin process (cgroup v2 or rlimits, whichever
-//! this machine offers), a scrubbed environment, `run_as`, and message size
-//! limits that fail one call or stream only.
+//! resource limits on the plugin process (cgroup v2, cgroup v1 or rlimits,
+//! whichever this machine offers per controller: each test works out which
+//! from the filesystem and asserts that outcome strictly), a scrubbed
+//! environment, `run_as`, and message size limits that fail one call or
+//! stream only.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use plugboard_tests::cgroups::{dir_of, expected_enforcer, plugboard_dirs, plugboard_dirs_by_hierarchy};
 use plugboard_tests::chatops::{Host, start_host};
 use plugboard_tests::*;
 use serde_json::json;
+
+/// Hosts remove the plugin cgroups of dead hosts when they start: the test
+/// that leaves such a pile on purpose runs alone (write), the other tests
+/// that make cgroups share (read).
+static CGROUP_PILE: RwLock<()> = RwLock::new(());
+
+fn shared_cgroups() -> std::sync::RwLockReadGuard<'static, ()> {
+    CGROUP_PILE.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// `nobody` and `nogroup` on Debian.
 const NOBODY: u32 = 65534;
@@ -48,18 +63,27 @@ fn proc_limit(pid: u32, name: &str) -> (String, String) {
     (values.next().unwrap().to_owned(), values.next().unwrap().to_owned())
 }
 
-/// The cgroup v2 directory of a process.
-fn cgroup_dir(pid: u32) -> std::path::PathBuf {
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let relative = own.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let point = mountinfo
-        .lines()
-        .filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.starts_with("cgroup2 ")))
-        .map(|l| l.split_whitespace().nth(4).unwrap().to_owned())
-        .min_by_key(|p| p != "/sys/fs/cgroup")
-        .expect("a cgroup2 mount");
-    std::path::Path::new(&point).join(relative.trim_start_matches('/'))
+/// `plugboard plugins status --json` of a running host: the entry of `name`.
+fn status_of(host: &Host, name: &str) -> serde_json::Value {
+    let url = format!("http://{}", host.addr);
+    let (code, out, err) = run_plugboard(&["plugins", "status", "--json", "--remote", &url]);
+    assert_eq!(code, Some(0), "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let plugins = reply["plugins"].as_array().cloned().unwrap_or_default();
+    plugins.into_iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no instance {name} in {out}"))
+}
+
+/// What the host reports enforces limit `field` of `name`.
+fn enforcer_of(host: &Host, name: &str, field: &str) -> String {
+    status_of(host, name)["limits"][field].as_str().unwrap_or_default().to_owned()
+}
+
+/// The file enforcing the memory limit of `pid`, for `enforcer`.
+fn memory_limit_file(pid: u32, enforcer: &str) -> PathBuf {
+    match enforcer {
+        "cgroup-v2" => dir_of(pid, None).unwrap().join("memory.max"),
+        _ => dir_of(pid, Some("memory")).unwrap().join("memory.limit_in_bytes"),
+    }
 }
 
 /// The environment `faulty env` printed, as NAME -> value.
@@ -72,24 +96,42 @@ fn env_of(host: &Host, command: &str) -> std::collections::BTreeMap<String, Stri
 
 #[test]
 fn a_plugin_over_its_memory_limit_dies_alone_and_the_next_command_works() {
+    let _cgroups = shared_cgroups();
     let dir = TestDir::new();
     dir.add_plugin("faulty").add_plugin("echo");
     let mut host = start_host(
         &dir,
-        "restart: { initial_backoff: 20ms }\nexecutors:\n  - { name: hog, plugin: faulty, limits: { memory: 256MiB } }\n  - { name: echo, plugin: echo }\n",
-    );
-    let isolation = isolation_line(&host, "hog");
-    assert!(
-        isolation.contains("memory 256 MiB (cgroup memory.max)")
-            || isolation.contains("memory 256 MiB (rlimit RLIMIT_AS)"),
-        "{isolation}"
+        "restart: { initial_backoff: 20ms }\nexecutors:\n  - { name: hog, plugin: faulty, limits: { memory: 64MiB } }\n  - { name: echo, plugin: echo }\n",
     );
     let first = host.executor_pids("hog", 1)[0];
+    // What this machine offers decides the outcome; the host must agree with the filesystem.
+    let expected = expected_enforcer(host.run.pid(), "memory");
+    assert_eq!(enforcer_of(&host, "hog", "memory"), expected);
+    let mechanism = match expected {
+        "cgroup-v2" => "cgroup memory.max",
+        "cgroup-v1" => "cgroup v1 memory.limit_in_bytes",
+        _ => "rlimit RLIMIT_AS",
+    };
+    assert!(isolation_line(&host, "hog").contains(&format!("memory 64 MiB ({mechanism})")));
+    let started = host.run.stderr.wait_for("limits: memory 64 MiB by");
+    assert!(started.contains(&format!("limits: memory 64 MiB by {expected} ({mechanism})")), "{started}");
+
     let (status, reply) = host.command(json!({ "command": "faulty alloc" }));
     assert_eq!(status, 503, "{reply}");
     let error = reply["error"].as_str().unwrap();
     assert!(error.contains(&format!("plugin process {first} exited")), "{error}");
-    assert!(error.contains("memory limit exceeded") && error.contains("256 MiB"), "{error}");
+    if expected == "rlimit" {
+        // The address-space limit makes an allocation fail; Rust's runtime aborts.
+        assert!(error.contains("killed by signal 6 (SIGABRT): memory limit exceeded: an allocation failed against the 64 MiB address-space limit (RLIMIT_AS)"), "{error}");
+    } else {
+        // The kernel's OOM killer, not a failed malloc: SIGKILL, and the cgroup counted it.
+        let file = if expected == "cgroup-v2" { "memory.max" } else { "memory.limit_in_bytes" };
+        assert!(
+            error.contains(&format!("killed by signal 9 (SIGKILL): memory limit exceeded: 64 MiB reached ({expected} {file}; the kernel's OOM killer ended it)")),
+            "{error}"
+        );
+        assert!(!host.run.stderr.text().contains("memory allocation of"), "no allocation failed");
+    }
     assert!(wait_gone(&[first], DEADLINE).is_empty(), "the killed plugin is gone");
     // The host and the other executor never noticed.
     assert!(host.run.is_running());
@@ -102,16 +144,44 @@ fn a_plugin_over_its_memory_limit_dies_alone_and_the_next_command_works() {
     assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
     let failed = host.run.stderr.wait_for("executor failed");
     assert!(failed.contains("memory limit exceeded"), "the restart log names the limit: {failed}");
-    if isolation.contains("RLIMIT_AS") {
-        assert_eq!(proc_limit(second, "Max address space"), ((256u64 << 20).to_string(), (256u64 << 20).to_string()));
+    let status = status_of(&host, "hog");
+    assert!(status["last_exit"].as_str().unwrap_or_default().contains("memory limit exceeded"), "{status}");
+    assert_eq!(status["restarts"], 1, "{status}");
+    if expected == "rlimit" {
+        assert_eq!(proc_limit(second, "Max address space"), ((64u64 << 20).to_string(), (64u64 << 20).to_string()));
     } else {
-        let max = std::fs::read_to_string(cgroup_dir(second).join("memory.max")).unwrap();
-        assert_eq!(max.trim(), (256u64 << 20).to_string());
+        let max = std::fs::read_to_string(memory_limit_file(second, expected)).unwrap();
+        assert_eq!(max.trim(), (64u64 << 20).to_string());
     }
 }
 
 #[test]
+fn with_cgroups_off_memory_falls_back_to_the_address_space_rlimit() {
+    let dir = TestDir::new();
+    dir.add_plugin("faulty");
+    let mut host = start_host(
+        &dir,
+        "restart: { initial_backoff: 20ms }\nexecutors:\n  - { name: hog, plugin: faulty, limits: { memory: 64MiB, cgroup: \"off\" } }\n",
+    );
+    let first = host.executor_pids("hog", 1)[0];
+    assert_eq!(enforcer_of(&host, "hog", "memory"), "rlimit");
+    assert!(plugboard_dirs(first).is_empty(), "no cgroup: {:?}", plugboard_dirs(first));
+    assert_eq!(proc_limit(first, "Max address space"), ((64u64 << 20).to_string(), (64u64 << 20).to_string()));
+    let (status, reply) = host.command(json!({ "command": "faulty alloc" }));
+    assert_eq!(status, 503, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("plugin process {first} exited (killed by signal 6 (SIGABRT): memory limit exceeded: an allocation failed against the 64 MiB address-space limit (RLIMIT_AS))")),
+        "{error}"
+    );
+    let second = host.executor_pids("hog", 2)[1];
+    assert_ne!(first, second);
+    assert!(host.run.is_running());
+}
+
+#[test]
 fn a_plugin_out_of_cpu_time_is_killed_and_the_error_names_the_limit() {
+    let _cgroups = shared_cgroups();
     let dir = TestDir::new();
     dir.add_plugin("faulty");
     let mut host = start_host(
@@ -191,6 +261,7 @@ fn the_environment_is_scrubbed_to_handshake_allow_list_and_env() {
 
 #[test]
 fn open_files_and_processes_limits_are_applied_to_the_plugin_process() {
+    let _cgroups = shared_cgroups();
     let dir = TestDir::new();
     dir.add_plugin("faulty");
     // Others (nobody) must reach the plugin through the test directory.
@@ -216,48 +287,163 @@ fn open_files_and_processes_limits_are_applied_to_the_plugin_process() {
     } else if isolation.contains("processes 50 (rlimit RLIMIT_NPROC)") {
         assert_eq!(proc_limit(pid, "Max processes"), ("50".into(), "50".into()));
     } else {
-        assert!(isolation.contains("processes 50 (cgroup pids.max)"), "{isolation}");
-        let max = std::fs::read_to_string(cgroup_dir(pid).join("pids.max")).unwrap();
+        let (mechanism, dir) = match expected_enforcer(host.run.pid(), "pids") {
+            "cgroup-v2" => ("cgroup pids.max", dir_of(pid, None)),
+            _ => ("cgroup v1 pids.max", dir_of(pid, Some("pids"))),
+        };
+        assert!(isolation.contains(&format!("processes 50 ({mechanism})")), "{isolation}");
+        let max = std::fs::read_to_string(dir.unwrap().join("pids.max")).unwrap();
         assert_eq!(max.trim(), "50");
     }
     let (status, reply) = host.command(json!({ "command": "faulty ok" }));
     assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
 }
 
-#[test]
-fn a_limited_plugin_gets_a_cgroup_of_its_own_where_cgroup_v2_is_writable() {
-    let dir = TestDir::new();
-    dir.add_plugin("faulty");
-    let host = start_host(
-        &dir,
-        "restart: { initial_backoff: 20ms }\nexecutors:\n  - { name: f, plugin: faulty, limits: { open_files: 300 } }\n",
-    );
-    let pid = host.executor_pids("f", 1)[0];
-    let lines = host.run.stderr.snapshot();
-    let messages: Vec<String> = lines
+/// The `plugin limits: ...` lines the host logged about this machine.
+fn support_lines(host: &Host) -> Vec<String> {
+    host.run
+        .stderr
+        .snapshot()
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["fields"]["message"].as_str().map(str::to_owned))
         .filter(|m| m.starts_with("plugin limits: "))
-        .collect();
-    // The host says what it found on this machine, one way or the other.
-    let in_use = messages.iter().any(|m| m.starts_with("plugin limits: cgroup v2 in use"));
-    let none = messages.iter().any(|m| m.starts_with("plugin limits: no cgroups ("));
-    assert!(in_use != none, "{messages:?}");
-    let own = cgroup_dir(pid);
-    if none {
-        assert!(!own.to_string_lossy().contains("/plugboard-"), "{}", own.display());
+        .collect()
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_by_the_processes_limit() {
+    let _cgroups = shared_cgroups();
+    let dir = TestDir::new();
+    dir.add_plugin("faulty").add_plugin("echo");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // RLIMIT_NPROC (the fallback) does not bind root: then the plugin runs as nobody.
+    let probe = start_host(&dir, "executors:\n  - { name: probe, plugin: echo, limits: { open_files: 100 } }\n");
+    let expected = expected_enforcer(probe.run.pid(), "pids");
+    drop(probe);
+    let run_as = if expected == "rlimit" && is_root() { ", run_as: \"nobody:nogroup\"" } else { "" };
+    let host = start_host(
+        &dir,
+        &format!("executors:\n  - {{ name: bomb, plugin: faulty, limits: {{ processes: 24 }}{run_as} }}\n"),
+    );
+    let pid = host.executor_pids("bomb", 1)[0];
+    assert_eq!(enforcer_of(&host, "bomb", "processes"), expected);
+    // At most 200 forks whatever happens: the limit must stop it well before.
+    let (status, reply) = host.command(json!({ "command": "faulty fork 200" }));
+    assert_eq!(status, 200, "{reply}");
+    let output = reply["output"].as_str().unwrap();
+    let forked: u32 = output.strip_prefix("forked ").and_then(|o| o.split(' ').next()?.parse().ok()).unwrap();
+    assert!(
+        output.ends_with(" of 200, then fork failed: Resource temporarily unavailable (os error 11)\n"),
+        "{output}"
+    );
+    assert!(forked < 24, "{output}");
+    if expected == "rlimit" {
+        assert_eq!(proc_limit(pid, "Max processes"), ("24".into(), "24".into()));
+    } else {
+        let dir = if expected == "cgroup-v2" { dir_of(pid, None) } else { dir_of(pid, Some("pids")) }.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "24");
+        // Its threads and the children it could make filled the group up to the limit.
+        let events = std::fs::read_to_string(dir.join("pids.events")).unwrap_or_default();
+        assert!(events.lines().any(|l| l.starts_with("max ") && l != "max 0"), "{events}");
+    }
+    // The plugin itself survived and serves the next command, with no child left.
+    assert!(process_alive(pid));
+    let (status, reply) = host.command(json!({ "command": "faulty ok" }));
+    assert_eq!((status, reply["output"].as_str()), (200, Some("ok\n")), "{reply}");
+    assert_eq!(host.executor_pids("bomb", 1), [pid], "no restart");
+}
+
+#[test]
+fn plugin_cgroups_are_made_per_launch_and_removed_when_the_plugin_exits_and_when_the_host_stops() {
+    let _cgroups = shared_cgroups();
+    let dir = TestDir::new();
+    dir.add_plugin("faulty");
+    // A CPU rate has no rlimit: only where a cgroup cpu controller is there (v1 needs no enabling).
+    let cpu = expected_enforcer(std::process::id(), "cpu") != "rlimit";
+    let mut host = start_host(
+        &dir,
+        &format!(
+            "restart: {{ initial_backoff: 20ms }}\nexecutors:\n  - {{ name: f, plugin: faulty, limits: {{ memory: 256MiB, processes: 100{} }} }}\n",
+            if cpu { ", cpu_rate: 1.5" } else { "" }
+        ),
+    );
+    let pid = host.executor_pids("f", 1)[0];
+    let lines = support_lines(&host);
+    let memory = expected_enforcer(host.run.pid(), "memory");
+    let status = status_of(&host, "f");
+    assert_eq!(status["limits"]["memory"], memory, "{status}");
+    assert_eq!(status["limits"]["processes"], expected_enforcer(host.run.pid(), "pids"), "{status}");
+    if cpu {
+        assert_eq!(status["limits"]["cpu_rate"], expected_enforcer(host.run.pid(), "cpu"), "{status}");
+    }
+    let first = plugboard_dirs(pid);
+    if first.is_empty() {
+        assert_eq!(memory, "rlimit", "{status}");
+        assert!(lines.iter().any(|l| l.starts_with("plugin limits: no cgroups (")), "{lines:?}");
         return;
     }
-    let name = own.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with(&format!("plugboard-{}-", host.run.pid())) && name.ends_with("-f"), "{name}");
-    let procs = std::fs::read_to_string(own.join("cgroup.procs")).unwrap();
-    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
-    // Gone with its plugin; the restarted one gets a new one.
+    assert!(lines.iter().any(|l| l.starts_with("plugin limits: cgroups in use: memory ")), "{lines:?}");
+    // One directory per hierarchy in use, named after the host and the instance.
+    let prefix = format!("plugboard-{}-", host.run.pid());
+    for d in &first {
+        let name = d.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&prefix) && name.ends_with("-f"), "{name}");
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(procs.lines().any(|p| p == pid.to_string()), "{}: {procs}", d.display());
+    }
+    if cpu && expected_enforcer(host.run.pid(), "cpu") == "cgroup-v1" {
+        let quota = dir_of(pid, Some("cpu")).unwrap().join("cpu.cfs_quota_us");
+        assert_eq!(std::fs::read_to_string(quota).unwrap().trim(), "150000");
+    }
+    // Gone with their plugin; the restarted one gets new ones.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let second = host.executor_pids("f", 2)[1];
-    wait_for("the dead plugin's cgroup to be removed", DEADLINE, || !own.exists());
-    assert_ne!(cgroup_dir(second), own);
+    wait_for("the dead plugin's cgroups to be removed", DEADLINE, || first.iter().all(|d| !d.exists()));
+    let again = plugboard_dirs(second);
+    assert_eq!(again.len(), first.len(), "{again:?}");
+    assert!(again.iter().all(|d| !first.contains(d)), "{again:?}");
+    // A host that stops takes its plugins' cgroups with it.
+    host.run.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(host.run.wait_exit(DEADLINE).success());
+    let left: Vec<&PathBuf> = again.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn cgroups_left_by_a_sigkilled_host_are_removed_at_the_next_start() {
+    let _alone = CGROUP_PILE.write().unwrap_or_else(|e| e.into_inner());
+    let dir = TestDir::new();
+    dir.add_plugin("faulty");
+    let yaml = "executors:\n  - { name: f, plugin: faulty, limits: { memory: 128MiB, processes: 100 } }\n";
+    let mut host = start_host(&dir, yaml);
+    let pid = host.executor_pids("f", 1)[0];
+    let pile = plugboard_dirs_by_hierarchy(pid);
+    if pile.is_empty() {
+        // No writable cgroup here: nothing can pile up.
+        assert_eq!(enforcer_of(&host, "f", "memory"), "rlimit");
+        return;
+    }
+    let old_host = host.run.pid();
+    // Killed hard: no chance to clean up. Its plugin dies with it (parent-death signal).
+    host.run.signal(nix::sys::signal::Signal::SIGKILL);
+    host.run.wait_exit(DEADLINE);
+    assert!(wait_gone(&[pid], DEADLINE).is_empty());
+    // The v1 directories stay until a host of this version starts (older
+    // hosts elsewhere on the machine may tidy the shared v2 root already).
+    let v1: Vec<&PathBuf> = pile.iter().filter(|(c, _)| c.is_some()).map(|(_, d)| d).collect();
+    for d in &v1 {
+        assert!(d.exists(), "{} vanished before any host started", d.display());
+    }
+    let next = start_host(&dir, yaml);
+    next.executor_pids("f", 1);
+    for (_, d) in &pile {
+        assert!(!d.exists(), "{} is still there", d.display());
+    }
+    if !v1.is_empty() {
+        let removed = next.run.stderr.wait_for("removed a plugin cgroup left by a host that is gone");
+        assert!(removed.contains(&format!("plugboard-{old_host}-")), "{removed}");
+    }
 }
 
 #[test]

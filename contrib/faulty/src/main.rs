@@ -17,10 +17,11 @@
 //! As a source it emits `dev.plugboard.faulty.event` with an increasing index
 //! (cursor = index, resumable) and, at event `fault_at`, does `fault`.
 //! As an executor (`faulty MODE [ARG]`): ok, sleep DURATION, hang, hang-hard,
-//! stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES,
+//! stall, stop-self, panic, segv, exit CODE, alloc, fork N, big-output BYTES,
 //! flood-stderr BYTES, flood-stdout BYTES, grandchild, ignore-shutdown.
 
 mod env;
+mod forks;
 mod spin;
 
 use std::io::Write;
@@ -134,6 +135,10 @@ impl Executor for Faulty {
             }
             "env" => Ok(Reply::text(env::report())),
             "spin" => spin::forever(),
+            "fork" => {
+                let n = arg.unwrap_or("100").parse().map_err(|_| PluginError::invalid_argument("fork N: a count"))?;
+                Ok(Reply::text(forks::up_to(n)))
+            }
             "sleep" => {
                 let d = humantime::parse_duration(arg.unwrap_or("1s")).map_err(PluginError::invalid_argument)?;
                 tokio::time::sleep(d).await;
@@ -268,7 +273,7 @@ fn main() {
     plugboard_sdk::log::init("faulty");
     let plugin = Plugin::new("faulty", env!("CARGO_PKG_VERSION"))
         .description("misbehaves on demand, for fault-injection tests")
-        .help("usage: faulty MODE [ARG]\nmodes: ok, ignore-shutdown, sleep D, hang, hang-hard, stall, stop-self, panic, segv, exit CODE, alloc, big-output BYTES, flood-stderr BYTES, flood-stdout BYTES, grandchild")
+        .help("usage: faulty MODE [ARG]\nmodes: ok, ignore-shutdown, sleep D, hang, hang-hard, stall, stop-self, panic, segv, exit CODE, alloc, fork N, big-output BYTES, flood-stderr BYTES, flood-stdout BYTES, grandchild")
         .config_schema(serde_json::json!({
             "type": "object",
             "properties": {

@@ -43,7 +43,7 @@ use tracing::Instrument as _;
 pub use address::{AddressError, AddressPolicy};
 pub use checksum::{ChecksumError, Sha256, VerifiedExecutable};
 pub use connect::connect as connect_channel;
-pub use limits::{CgroupMode, Enforcer, LimitHit, Limits, LimitsError};
+pub use limits::{CgroupMode, Enforcement, Enforcer, LimitHit, Limits, LimitsError};
 pub use output::StderrTail;
 pub use run_as::{RunAs, RunAsError};
 
@@ -228,6 +228,7 @@ pub struct PluginProcess {
     shutdown_requested: AtomicBool,
     kill_grace: Duration,
     started_at: Instant,
+    limits: Arc<Enforcement>,
     // Removed (with the socket in it) when the process handle goes away.
     _socket_dir: tempfile::TempDir,
 }
@@ -348,7 +349,7 @@ impl PluginProcess {
             inherit_env: cfg.inherit_env,
             env,
             setup: spawn::ChildSetup {
-                cgroup_procs: limits.procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+                cgroup_procs: limits.procs.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect(),
                 rlimits: limits.rlimits,
                 run_as: cfg.run_as.clone(),
             },
@@ -362,6 +363,10 @@ impl PluginProcess {
         drop(limits.procs);
         let name: Arc<str> = Arc::from(cfg.name.as_str());
         let plugin: Arc<str> = Arc::from(cfg.plugin.as_deref().unwrap_or(&cfg.name));
+        if !limits.enforcement.is_empty() {
+            let how = limits::describe_enforcement(&cfg.limits, &limits.enforcement);
+            tracing::info!(plugin = %plugin, instance = %name, pid, "limits: {how}");
+        }
         tracing::trace!(plugin = %plugin, instance = %name, pid, elapsed = ?started_at.elapsed(), "spawned");
         let mut guard = KillOnFailure { pid, armed: true };
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -383,9 +388,9 @@ impl PluginProcess {
             let status = child.wait().await.unwrap_or_else(|_| ExitStatus::from_raw(0));
             let limit = exit_watch.classify(status, || watch_tail.text()).await;
             let _ = exit_tx.send(Some(ExitReason { status, limit }));
-            // What the plugin left in its cgroup dies with it.
-            if let Some(cgroup) = exit_watch.cgroup {
-                cgroup.finish().await;
+            // What the plugin left in its cgroups dies with it.
+            if let Some(cgroups) = exit_watch.cgroups {
+                cgroups.finish().await;
             }
         });
 
@@ -482,6 +487,7 @@ impl PluginProcess {
             shutdown_requested: AtomicBool::new(false),
             kill_grace: cfg.kill_grace,
             started_at,
+            limits: Arc::new(limits.enforcement),
             _socket_dir: socket_dir,
         };
         Ok((process, first))
@@ -518,6 +524,16 @@ impl PluginProcess {
 
     pub fn started_at(&self) -> Instant {
         self.started_at
+    }
+
+    /// How each of its limits is enforced (empty without limits).
+    pub fn limits(&self) -> &Enforcement {
+        &self.limits
+    }
+
+    /// [`PluginProcess::limits`], shared (for status reports that outlive the process).
+    pub fn limits_shared(&self) -> Arc<Enforcement> {
+        Arc::clone(&self.limits)
     }
 
     /// The plugin's last stderr lines.

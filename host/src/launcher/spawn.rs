@@ -54,12 +54,13 @@ pub(crate) struct ProcessSpec<'a> {
 }
 
 /// Applied in the child between fork and exec, in this order: join the
-/// cgroup (while still privileged to write `cgroup.procs`), rlimits, drop to
+/// cgroups (while still privileged to write `cgroup.procs`), rlimits, drop to
 /// the plugin's user, then the parent-death signal (a change of user clears it).
 #[derive(Debug, Default)]
 pub(crate) struct ChildSetup {
-    /// A `cgroup.procs` opened by the parent (close-on-exec).
-    pub cgroup_procs: Option<i32>,
+    /// `cgroup.procs` of each cgroup to join (one per hierarchy), opened by
+    /// the parent (close-on-exec).
+    pub cgroup_procs: Vec<i32>,
     pub rlimits: super::limits::Rlimits,
     pub run_as: Option<super::RunAs>,
 }
@@ -94,12 +95,12 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
     // prepared before the fork; nothing allocates.
     unsafe {
         command.pre_exec(move || {
-            if let Some(fd) = cgroup_procs
-                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
-            {
-                return Err(io::Error::last_os_error());
+            for &fd in &cgroup_procs {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
             }
-            set_rlimits(&rlimits)?;
+            rlimits.apply()?;
             if let Some((uid, gid, groups)) = &identity
                 && (libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(*gid) != 0
@@ -130,24 +131,4 @@ pub(crate) async fn spawn(spec: ProcessSpec<'_>) -> io::Result<Child> {
         .send(request)
         .map_err(|_| io::Error::other("plugin spawner thread is gone"))?;
     rx.await.map_err(|_| io::Error::other("plugin spawner dropped the request"))?
-}
-
-/// Runs in the forked child: only `setrlimit`.
-fn set_rlimits(r: &super::limits::Rlimits) -> io::Result<()> {
-    let all = [
-        (libc::RLIMIT_AS, r.address_space),
-        (libc::RLIMIT_CPU, r.cpu),
-        (libc::RLIMIT_NOFILE, r.open_files),
-        (libc::RLIMIT_NPROC, r.processes),
-    ];
-    for (resource, value) in all {
-        if let Some((soft, hard)) = value {
-            let limit = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
-            // SAFETY: setrlimit reads the struct we pass; async-signal-safe.
-            if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
 }

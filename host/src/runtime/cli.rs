@@ -415,6 +415,8 @@ async fn run(
         Err(e) => tracing::warn!("hot plug is off: {e}"),
     }
     host.wait().await;
+    // The plugins are gone; their cgroups follow before the host does.
+    crate::launcher::limits::settle(std::time::Duration::from_secs(2)).await;
     Ok(ExitCode::SUCCESS)
 }
 

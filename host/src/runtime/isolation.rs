@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::launcher::limits::{self, CgroupMode, Enforcer, Limits};
+use crate::launcher::limits::{self, CgroupMode, Limits};
 use crate::launcher::{RunAs, RunAsError};
 use crate::plugin::Isolation;
 
@@ -98,23 +98,25 @@ impl<'de> Deserialize<'de> for ByteSize {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Memory of the plugin and its children: cgroup `memory.max`, else address space (`RLIMIT_AS`).
+    /// Memory of the plugin and its children: cgroup v2 `memory.max` or v1
+    /// `memory.limit_in_bytes`, else address space (`RLIMIT_AS`).
     #[serde(default)]
     pub memory: Option<ByteSize>,
     /// Total CPU time (`RLIMIT_CPU`): SIGXCPU, then SIGKILL.
     #[serde(default, with = "humantime_serde")]
     pub cpu_time: Option<Duration>,
-    /// CPUs' worth of time (0.5 = half a CPU); needs the cgroup v2 cpu controller.
+    /// CPUs' worth of time (0.5 = half a CPU); needs a cgroup cpu controller (v2 or v1).
     #[serde(default)]
     pub cpu_rate: Option<f64>,
     /// Open file descriptors (`RLIMIT_NOFILE`).
     #[serde(default)]
     pub open_files: Option<u64>,
-    /// Processes and threads: cgroup `pids.max`, else `RLIMIT_NPROC` (per user; not for root).
+    /// Processes and threads: cgroup `pids.max` (v2 or v1), else `RLIMIT_NPROC` (per user; not for root).
     #[serde(default)]
     pub processes: Option<u64>,
-    /// Where plugin cgroups are made: `auto` (default: the host's own cgroup
-    /// v2 when writable), `off` (rlimits only) or a delegated cgroup v2 directory.
+    /// Where plugin cgroups are made: `auto` (default: beneath the host's own
+    /// cgroups, v2 where it has the controller, else v1), `off` (rlimits only)
+    /// or a delegated cgroup v2 directory.
     #[serde(default)]
     pub cgroup: Option<String>,
 }
@@ -301,7 +303,7 @@ pub fn resolve(at: &str, levels: &[Level<'_>], problems: &mut Vec<String>) -> Is
 }
 
 /// Checks that the limits can be enforced on this machine for this user and
-/// says how each one is (cgroup or rlimit): `memory 256 MiB (cgroup memory.max), ...`.
+/// says how each one is (cgroup v2, v1 or rlimit): `memory 256 MiB (cgroup memory.max), ...`.
 pub fn describe(at: &str, isolation: &Isolation, problems: &mut Vec<String>) -> String {
     let uid = isolation.run_as.as_ref().map(|r| r.uid).unwrap_or_else(|| nix::unistd::geteuid().as_raw());
     let l = &isolation.limits;
@@ -318,16 +320,7 @@ pub fn describe(at: &str, isolation: &Isolation, problems: &mut Vec<String>) -> 
                     "processes" => l.processes.map(|n| n.to_string()),
                     _ => None,
                 };
-                let mechanism = match (what, by) {
-                    ("memory", Enforcer::Cgroup) => "cgroup memory.max",
-                    ("memory", Enforcer::Rlimit) => "rlimit RLIMIT_AS",
-                    ("cpu_rate", _) => "cgroup cpu.max",
-                    ("cpu_time", _) => "rlimit RLIMIT_CPU",
-                    ("open_files", _) => "rlimit RLIMIT_NOFILE",
-                    ("processes", Enforcer::Cgroup) => "cgroup pids.max",
-                    ("processes", Enforcer::Rlimit) => "rlimit RLIMIT_NPROC",
-                    _ => "",
-                };
+                let mechanism = by.mechanism(what);
                 parts.push(format!("{what} {} ({mechanism})", value.unwrap_or_default()));
             }
         }

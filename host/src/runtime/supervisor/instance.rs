@@ -121,6 +121,10 @@ pub struct InstanceStatus {
     pub deactivated: bool,
     /// While in backoff: when the next start is due.
     pub retry_in_ms: Option<u64>,
+    /// How each limit of the last started process is enforced: limit field
+    /// (`memory`, `processes`, `cpu_time`...) to `cgroup-v2`, `cgroup-v1` or `rlimit`.
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, String>,
 }
 
 impl InstanceStatus {
@@ -155,6 +159,8 @@ pub(super) struct Info {
     last_exit: Option<(Option<ExitReason>, SystemTime)>,
     last_error: Option<String>,
     health: HealthStatus,
+    /// How the last started process's limits are enforced.
+    limits: std::sync::Arc<crate::launcher::Enforcement>,
 }
 
 /// Controls delivered to the instance's task.
@@ -207,7 +213,15 @@ impl Instance {
         Self {
             spec,
             phase: watch::Sender::new(Phase::Starting),
-            info: Mutex::new(Info { pid: None, started: None, restarts: 0, last_exit: None, last_error: None, health }),
+            info: Mutex::new(Info {
+                pid: None,
+                started: None,
+                restarts: 0,
+                last_exit: None,
+                last_error: None,
+                health,
+                limits: Default::default(),
+            }),
             signals: Signals::default(),
             lifecycle,
             was_running: AtomicBool::new(false),
@@ -327,6 +341,7 @@ impl Instance {
             health_error: info.health.error.clone(),
             deactivated: matches!(phase, Phase::Deactivated { .. }),
             retry_in_ms,
+            limits: info.limits.iter().map(|(what, by)| ((*what).to_owned(), by.as_str().to_owned())).collect(),
         }
     }
 
@@ -334,9 +349,10 @@ impl Instance {
         self.phase.send_replace(phase);
     }
 
-    pub(super) fn record_start(&self, pid: u32) {
+    pub(super) fn record_start(&self, pid: u32, limits: std::sync::Arc<crate::launcher::Enforcement>) {
         let mut info = self.info();
         info.pid = Some(pid);
+        info.limits = limits;
         info.started = Some((Instant::now(), SystemTime::now()));
         info.health = HealthStatus::UNKNOWN;
     }

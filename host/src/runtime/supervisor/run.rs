@@ -154,7 +154,7 @@ fn emit(instance: &Instance, transition: Transition, mut data: serde_json::Value
 fn started_ok(instance: &Instance, handle: &PluginHandle) {
     let spec = &instance.spec;
     let pid = handle.process().pid();
-    instance.record_start(pid);
+    instance.record_start(pid, handle.process().limits_shared());
     instance.set_phase(Phase::Running(handle.clone()));
     instance.was_running.store(true, Ordering::SeqCst);
     let restarts = instance.info().restarts;
