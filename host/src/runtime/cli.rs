@@ -640,7 +640,11 @@ async fn plugins(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::R
     if registry.entries.is_empty() {
         writeln!(out, "(no plugins in {})", registry.dir.display())?;
     }
-    Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    let clashes = registry.clashes();
+    for clash in &clashes {
+        writeln!(out, "error: {clash}")?;
+    }
+    Ok(if broken == 0 && clashes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 #[cfg(test)]

@@ -84,6 +84,8 @@ pub struct Host {
     /// The HTTP server outlives the rest, so `/readyz` can say "shutting down".
     http_task: Option<JoinHandle<()>>,
     http_stop: CancellationToken,
+    /// What a reload swaps in place (hot plug).
+    live: super::reload::settings::LiveSettings,
 }
 
 /// Stop tokens of the instance kinds, cancelled in shutdown order: sources
@@ -179,13 +181,10 @@ impl Host {
             CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone()))
                 .with_metrics(Arc::clone(&command_metrics)),
         );
-        automations.bind(Arc::new(AutomationRunner::new(
-            config.automations.clone(),
-            Arc::clone(&commands),
-            host_events.clone(),
-        )));
+        let automation_runner =
+            Arc::new(AutomationRunner::new(config.automations.clone(), Arc::clone(&commands), host_events.clone()));
+        automations.bind(Arc::clone(&automation_runner));
 
-        let mut endpoints = HashMap::new();
         let mut source_state = HashMap::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
@@ -199,17 +198,17 @@ impl Host {
             {
                 tracing::error!(source = %source.name, "{e}");
             }
-            endpoints.insert(
-                source.name.clone(),
-                http::sources::SourceEndpoint {
-                    name: Arc::from(source.name.as_str()),
-                    plugin: source.plugin.info.name.clone(),
-                    config: source.config.clone(),
-                    token: source.http_token.clone().or_else(|| config.http.token.clone()),
-                    client: slot,
-                },
-            );
         }
+        let live = {
+            let slots = source_state.iter().map(|(name, (slot, _))| (name.clone(), Arc::clone(slot))).collect();
+            super::reload::settings::LiveSettings {
+                commands: Arc::clone(&commands),
+                automations: automation_runner,
+                api_token: config.http.token.clone().into(),
+                events_token: config.http.events_token.clone().or_else(|| config.http.token.clone()).into(),
+                sources: http::sources::SourceMap::new(super::reload::settings::endpoints(&plan, config, &slots)),
+            }
+        };
         executors.supervise_all(&supervisor, &groups.executors);
         let metrics = Arc::new(Metrics::new(
             PipelineCollector::new(&pipeline),
@@ -225,20 +224,23 @@ impl Host {
         let http_addr = if config.http.enabled {
             let (store, counters, sink_stats) =
                 (pipeline.store.clone(), Arc::clone(&pipeline.counters), pipeline.sinks.clone());
-            let events_token = config.http.events_token.clone().or_else(|| config.http.token.clone());
+            let token = &live.api_token;
             let router = http::base_router()
-                .merge(http::events::router(http::events::EventsEndpoint::new(pipeline.ingress.clone(), events_token)))
+                .merge(http::events::router(http::events::EventsEndpoint::new(
+                    pipeline.ingress.clone(),
+                    live.events_token.clone(),
+                )))
                 .merge(http::sources::router(http::sources::SourcesEndpoint {
-                    sources: endpoints,
+                    sources: live.sources.clone(),
                     ingress: pipeline.ingress.clone(),
                 }))
-                .merge(chatops::http::router(Arc::clone(&commands), config.http.token.clone(), &config.commands))
-                .merge(http::plugins::router(supervisor.clone(), config.http.token.clone()))
+                .merge(chatops::http::router(Arc::clone(&commands), token.clone(), &config.commands))
+                .merge(http::plugins::router(supervisor.clone(), token.clone()))
                 .merge(http::stats::router(
                     move || super::pipeline::stats_json(&store, &counters, &sink_stats),
-                    config.http.token.clone(),
+                    token.clone(),
                 ))
-                .merge(http::metrics::router(Arc::clone(&metrics), config.http.token.clone()))
+                .merge(http::metrics::router(Arc::clone(&metrics), token.clone()))
                 .merge(http::ready::router(readiness.clone()));
             match http::serve(&config.http, router, http_stop.clone(), &readiness).await {
                 Ok((addr, task)) => {
@@ -276,6 +278,7 @@ impl Host {
             source_state,
             http_task,
             http_stop,
+            live,
         })
     }
 
@@ -289,6 +292,8 @@ impl Host {
             executor_group: self.groups.executors.clone(),
             sources: std::sync::Mutex::new(self.source_state.clone()),
             stored_cursors: self.pipeline.opened.source_cursors.clone(),
+            settings: self.live.clone(),
+            retired: Default::default(),
         })
     }
 

@@ -31,6 +31,26 @@ impl Entry {
     }
 }
 
+/// Two or more executables describing the same plugin name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clash {
+    pub name: String,
+    /// The executables, sorted by file name.
+    pub paths: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for Clash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        write!(
+            f,
+            "plugin name {:?} is described by more than one executable: {}; remove or rename all but one",
+            self.name,
+            files.join(" and ")
+        )
+    }
+}
+
 /// Why the plugins directory could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read plugins directory {dir}: {source}")]
@@ -61,7 +81,24 @@ impl Registry {
                 tracing::warn!(plugin = %e.file_name, path = %e.path.display(), "cannot describe plugin: {reason}");
             }
         }
-        Ok(Self { dir: dir.to_owned(), entries })
+        let registry = Self { dir: dir.to_owned(), entries };
+        for clash in registry.clashes() {
+            tracing::warn!(plugin = %clash.name, "{clash}");
+        }
+        Ok(registry)
+    }
+
+    /// The executables describing themselves as `name`, when more than one
+    /// does: an instance naming it cannot tell which to run.
+    pub fn ambiguous(&self, name: &str) -> Option<Clash> {
+        let paths: Vec<PathBuf> =
+            self.described().filter(|(_, d)| d.info.name == name).map(|(e, _)| e.path.clone()).collect();
+        (paths.len() > 1).then(|| Clash { name: name.to_owned(), paths })
+    }
+
+    /// Every plugin name more than one executable describes, by name.
+    pub fn clashes(&self) -> Vec<Clash> {
+        self.names().iter().filter_map(|name| self.ambiguous(name)).collect()
     }
 
     /// A described plugin by its described name, else by file name.
@@ -119,4 +156,50 @@ fn executables(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     paths.sort();
     Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use plugboard_proto::plugboard::v1::PluginKind;
+
+    use super::*;
+    use crate::runtime::config::Config;
+    use crate::runtime::reload::diff::tests::described;
+
+    fn with_two_echoes() -> Registry {
+        let mut registry = crate::runtime::reload::diff::tests::registry();
+        registry.entries.push(Entry {
+            path: Path::new("/plugins").join("plugboard-echo-copy"),
+            file_name: "plugboard-echo-copy".into(),
+            described: Ok(described("echo", PluginKind::Executor, &["echo"])),
+        });
+        registry
+    }
+
+    #[test]
+    fn two_executables_of_one_name_are_a_clash_naming_both_files() {
+        let registry = with_two_echoes();
+        let clash = registry.ambiguous("echo").expect("a clash");
+        assert_eq!(clash.paths, [Path::new("/plugins/plugboard-echo"), Path::new("/plugins/plugboard-echo-copy")]);
+        assert_eq!(registry.clashes(), [clash]);
+        assert!(registry.ambiguous("echo2").is_none());
+        assert!(crate::runtime::reload::diff::tests::registry().clashes().is_empty());
+
+        // An instance naming it is a plan error that names both files.
+        let config = Config::parse("executors: [{ name: e, plugin: echo }, { name: f, plugin: echo2 }]\n").unwrap();
+        let err = crate::runtime::plan::plan(&config, &registry, "test.yaml".into()).unwrap_err().to_string();
+        assert!(
+            err.contains("executors[0] \"e\": plugin name \"echo\" is described by more than one executable: /plugins/plugboard-echo and /plugins/plugboard-echo-copy; remove or rename all but one"),
+            "{err}"
+        );
+        assert!(!err.contains("echo2"), "only the clashing name is reported: {err}");
+
+        // The embedded default (every executor) reports it once, not as a duplicate instance.
+        let config = crate::runtime::plan::embedded_default(&registry);
+        let err = crate::runtime::plan::plan(&config, &registry, "<default>".into()).unwrap_err().to_string();
+        assert_eq!(err.matches("described by more than one executable").count(), 1, "{err}");
+        assert!(!err.contains("duplicate"), "{err}");
+    }
 }

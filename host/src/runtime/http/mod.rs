@@ -120,6 +120,32 @@ pub fn check_bearer(headers: &HeaderMap, expected: Option<&str>) -> Result<(), A
     if given.as_bytes().ct_eq(expected.as_bytes()).into() { Ok(()) } else { Err(ApiError::unauthorized()) }
 }
 
+/// A bearer token a reload can change: read per request. Cheap to clone
+/// (clones share the value).
+#[derive(Debug, Clone, Default)]
+pub struct LiveToken(std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<str>>>>);
+
+impl LiveToken {
+    /// The token required now (none or empty: no check).
+    pub fn get(&self) -> Option<std::sync::Arc<str>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the token; requests checked from now on need the new one.
+    pub fn set(&self, token: Option<String>) {
+        let token = token.filter(|t| !t.is_empty()).map(std::sync::Arc::from);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+}
+
+impl From<Option<String>> for LiveToken {
+    fn from(token: Option<String>) -> Self {
+        let live = Self::default();
+        live.set(token);
+        live
+    }
+}
+
 /// The body limit layer answers 413 on its own (plain text) when
 /// Content-Length is too large: answer in the API's JSON error shape instead.
 async fn json_payload_too_large(response: Response) -> Response {

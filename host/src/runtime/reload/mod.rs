@@ -15,6 +15,7 @@ pub mod diff;
 pub mod discover;
 pub mod identity;
 pub mod running;
+pub mod settings;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -39,8 +40,32 @@ pub const REJECTED: &str = "dev.plugboard.config.rejected";
 
 /// Top-level config sections a reload applies; a change anywhere else takes
 /// effect at the next start (and is said so).
-const RELOADABLE: &[&str] =
-    &["sources", "executors", "plugins", "plugins_dir", "start_timeout", "kill_grace", "restart", "health", "reload"];
+const RELOADABLE: &[&str] = &[
+    "sources",
+    "executors",
+    "plugins",
+    "plugins_dir",
+    "start_timeout",
+    "kill_grace",
+    "restart",
+    "health",
+    "reload",
+    "automations",
+];
+
+/// Sections a reload applies only in part: the keys listed apply live, a
+/// change to any other key takes effect at the next start (reported as
+/// `section.key`).
+const PARTLY_RELOADABLE: &[(&str, &[&str])] = &[
+    // Policies and groups are swapped in one step. The Slack and Mattermost
+    // endpoints hold their secrets, ack budget and response type in the
+    // router built at start (mounted only when configured), so a change
+    // there waits for the next start.
+    ("commands", &["groups", "policies"]),
+    // Tokens are read per request. The listener (address, body limit, on or
+    // off) is bound once at start.
+    ("http", &["token", "events_token"]),
+];
 
 /// What the reloader needs from the running host: the controls of single
 /// instances and the command path's table. Nothing else is touched.
@@ -54,6 +79,27 @@ pub trait Instances: Send + Sync {
     /// Makes `plan`'s command table (prefixes, aliases) the one commands
     /// resolve against, in one step.
     fn swap_commands(&self, plan: &Arc<Plan>);
+    /// Starts executor `key`'s new instance in place of the running one,
+    /// which keeps its process (and the commands running on it) until
+    /// [`Instances::drain_retired`].
+    async fn replace_executor(&self, key: &InstanceKey, plan: &Arc<Plan>) -> Result<(), String> {
+        self.stop(key).await;
+        self.start(key, plan).await
+    }
+    /// Takes the removed executor `key` out of the command path (called once
+    /// the table no longer names it); its process stays until
+    /// [`Instances::drain_retired`].
+    async fn retire_executor(&self, key: &InstanceKey) {
+        self.stop(key).await;
+    }
+    /// Lets the commands of replaced and removed executors finish (up to
+    /// `drain`), then stops their processes; in the background, so the next
+    /// reload is not held up.
+    fn drain_retired(&self, _drain: std::time::Duration) {}
+    /// Applies the settings a reload changes in place: the command policy,
+    /// the automations, the HTTP tokens and the `/v1/sources` endpoints.
+    /// In-flight commands and requests finish under the old ones.
+    fn swap_settings(&self, _config: &Config, _plan: &Arc<Plan>) {}
 }
 
 /// Where the config comes from, and the command-line override that matters to a reload.
@@ -237,6 +283,7 @@ impl Reloader {
         let needs_restart = changed_sections(self.current.yaml.as_ref(), yaml.as_ref());
         let diff = diff::diff(&self.current.plan, &self.current.ids, &new, &ids);
         let failed = self.apply(&diff, &new).await;
+        self.instances.swap_settings(&config, &new);
         self.current = Current { plan: new, registry, ids, yaml };
         Ok(Applied { diff, missing, needs_restart, failed })
     }
@@ -244,12 +291,26 @@ impl Reloader {
     /// Stops what goes or changes, starts what comes or changed, then swaps
     /// the command table: commands never resolve to an instance that is
     /// not there, except for the moment a restarted one starts again.
+    ///
+    /// Executors are not stopped first: a restarted one's successor takes
+    /// new commands at once, a removed one leaves with the table swap, and
+    /// both old processes keep running until their commands finished (up to
+    /// `shutdown.drain_timeout`).
     async fn apply(&self, diff: &PlanDiff, new: &Arc<Plan>) -> Vec<String> {
-        for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+        let executor = |key: &&InstanceKey| key.kind == Kind::Executor;
+        for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)).filter(|k| !executor(k)) {
             self.instances.stop(key).await;
         }
         let mut failed = Vec::new();
-        for key in diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+        let restarted_executors = diff.restarted.iter().map(|r| &r.key).filter(executor);
+        for key in restarted_executors {
+            if let Err(e) = self.instances.replace_executor(key, new).await {
+                tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
+                failed.push(key.name.clone());
+            }
+        }
+        let restarted_others = diff.restarted.iter().map(|r| &r.key).filter(|k| !executor(k));
+        for key in diff.added.iter().chain(restarted_others) {
             if let Err(e) = self.instances.start(key, new).await {
                 tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
                 failed.push(key.name.clone());
@@ -258,6 +319,10 @@ impl Reloader {
         if diff.table_changed || !diff.added.is_empty() || !diff.removed.is_empty() || !diff.restarted.is_empty() {
             self.instances.swap_commands(new);
         }
+        for key in diff.removed.iter().filter(executor) {
+            self.instances.retire_executor(key).await;
+        }
+        self.instances.drain_retired(new.shutdown.drain_timeout);
         failed
     }
 }
@@ -316,6 +381,35 @@ fn changed_sections(old: Option<&serde_yaml::Value>, new: Option<&serde_yaml::Va
     names.dedup();
     names.retain(|k| !RELOADABLE.contains(&k.as_str()) && old.get(k) != new.get(k));
     names
+        .into_iter()
+        .flat_map(|name| match PARTLY_RELOADABLE.iter().find(|(section, _)| *section == name) {
+            Some((_, live)) => changed_keys(&name, old.get(&name), new.get(&name), live),
+            None => vec![name],
+        })
+        .collect()
+}
+
+/// Keys of `section` outside `live` whose value changed, as `section.key`.
+fn changed_keys(
+    section: &str,
+    old: Option<&serde_yaml::Value>,
+    new: Option<&serde_yaml::Value>,
+    live: &[&str],
+) -> Vec<String> {
+    let keys = |v: Option<&serde_yaml::Value>| -> std::collections::BTreeMap<String, serde_yaml::Value> {
+        v.and_then(|v| v.as_mapping())
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone()))).collect())
+            .unwrap_or_default()
+    };
+    let (old, new) = (keys(old), keys(new));
+    let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|k| !live.contains(&k.as_str()) && old.get(*k) != new.get(*k))
+        .map(|k| format!("{section}.{k}"))
+        .collect()
 }
 
 fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::Value {
@@ -383,7 +477,33 @@ mod tests {
             "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n",
         )
         .unwrap();
-        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http", "routes"]);
+        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http.listen", "routes"]);
         assert!(changed_sections(Some(&old), Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn commands_automations_and_http_tokens_apply_live_but_chat_and_listen_do_not() {
+        let old: serde_yaml::Value = serde_yaml::from_str(
+            "http: { token: a, events_token: b }
+commands: { policies: [], groups: {} }
+automations: []
+",
+        )
+        .unwrap();
+        let new: serde_yaml::Value = serde_yaml::from_str(
+            "http: { token: c, events_token: d }
+commands: { policies: [{effect: allow}], groups: {ops: [x]} }
+automations: [{name: a, command: echo}]
+",
+        )
+        .unwrap();
+        assert!(changed_sections(Some(&old), Some(&new)).is_empty(), "{:?}", changed_sections(Some(&old), Some(&new)));
+        let chat: serde_yaml::Value = serde_yaml::from_str(
+            "http: { token: c, listen: '127.0.0.1:9', body_limit: 10 }
+commands: { slack: { signing_secret: s } }
+",
+        )
+        .unwrap();
+        assert_eq!(changed_sections(Some(&old), Some(&chat)), ["commands.slack", "http.body_limit", "http.listen"]);
     }
 }

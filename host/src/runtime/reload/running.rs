@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::{InstanceKey, Instances, Kind};
-use crate::runtime::executors::ExecutorPool;
+use crate::runtime::config::Config;
+use crate::runtime::executors::{ExecutorInstance, ExecutorPool};
 use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE};
 use crate::runtime::plan::Plan;
 use crate::runtime::sources::{self, ClientSlot, CursorCell, SourceWorkload};
@@ -23,11 +24,15 @@ pub struct HostInstances {
     pub source_group: CancellationToken,
     pub executor_group: CancellationToken,
     /// Per source instance: its HTTP forwarding slot (`/v1/sources/{name}`
-    /// is fixed at start: a source added later gets a slot nothing reads)
-    /// and where it left its cursor (a restarted instance resumes there).
+    /// reads it once [`Instances::swap_settings`] published it) and where it
+    /// left its cursor (a restarted instance resumes there).
     pub sources: Mutex<HashMap<String, (ClientSlot, CursorCell)>>,
     /// Source cursors in the store when it was opened.
     pub stored_cursors: HashMap<String, String>,
+    /// What a reload swaps in place (policy, automations, tokens, source endpoints).
+    pub settings: super::settings::LiveSettings,
+    /// Executor instances replaced or removed, still running until drained.
+    pub retired: Mutex<Vec<Arc<ExecutorInstance>>>,
 }
 
 #[tonic::async_trait]
@@ -83,5 +88,38 @@ impl Instances for HostInstances {
 
     fn swap_commands(&self, plan: &Arc<Plan>) {
         self.executors.set_table(plan.table.clone());
+    }
+
+    async fn replace_executor(&self, key: &InstanceKey, plan: &Arc<Plan>) -> Result<(), String> {
+        let executor = plan.executor(&key.name).ok_or("not in the new plan")?;
+        if let Some(old) = self.executors.replace(executor.clone(), &self.supervisor, &self.executor_group) {
+            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+        }
+        Ok(())
+    }
+
+    async fn retire_executor(&self, key: &InstanceKey) {
+        if let Some(old) = self.executors.retire(&key.name, &self.supervisor) {
+            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+        }
+    }
+
+    fn drain_retired(&self, drain: std::time::Duration) {
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for old in retired {
+            let supervisor = self.supervisor.clone();
+            tokio::spawn(async move { ExecutorPool::drain_retired(old, &supervisor, drain).await });
+        }
+    }
+
+    fn swap_settings(&self, config: &Config, plan: &Arc<Plan>) {
+        let slots: HashMap<String, ClientSlot> = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, (slot, _))| (name.clone(), Arc::clone(slot)))
+            .collect();
+        self.settings.apply(config, plan, &slots);
     }
 }
