@@ -97,9 +97,14 @@ pub trait Instances: Send + Sync {
     /// reload is not held up.
     fn drain_retired(&self, _drain: std::time::Duration) {}
     /// Applies the settings a reload changes in place: the command policy,
-    /// the automations, the HTTP tokens and the `/v1/sources` endpoints.
-    /// In-flight commands and requests finish under the old ones.
-    fn swap_settings(&self, _config: &Config, _plan: &Arc<Plan>) {}
+    /// the automations and the HTTP tokens. Called before any instance is
+    /// touched, so an automation is known before its feed starts (and
+    /// forgotten before its feed stops). In-flight commands and requests
+    /// finish under the old ones.
+    fn swap_settings(&self, _config: &Config) {}
+    /// Publishes the `/v1/sources/{name}` endpoints of `plan`'s sources
+    /// (after they started: a new one is reachable, a removed one is not).
+    fn swap_source_endpoints(&self, _config: &Config, _plan: &Arc<Plan>) {}
 }
 
 /// Where the config comes from, and the command-line override that matters to a reload.
@@ -282,8 +287,9 @@ impl Reloader {
         let new = Arc::new(plan::plan(&config, &registry, self.origin.name())?);
         let needs_restart = changed_sections(self.current.yaml.as_ref(), yaml.as_ref());
         let diff = diff::diff(&self.current.plan, &self.current.ids, &new, &ids);
+        self.instances.swap_settings(&config);
         let failed = self.apply(&diff, &new).await;
-        self.instances.swap_settings(&config, &new);
+        self.instances.swap_source_endpoints(&config, &new);
         self.current = Current { plan: new, registry, ids, yaml };
         Ok(Applied { diff, missing, needs_restart, failed })
     }

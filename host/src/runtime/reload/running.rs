@@ -112,7 +112,11 @@ impl Instances for HostInstances {
         }
     }
 
-    fn swap_settings(&self, config: &Config, plan: &Arc<Plan>) {
+    fn swap_settings(&self, config: &Config) {
+        self.settings.apply(config);
+    }
+
+    fn swap_source_endpoints(&self, config: &Config, plan: &Arc<Plan>) {
         let slots: HashMap<String, ClientSlot> = self
             .sources
             .lock()
@@ -120,6 +124,6 @@ impl Instances for HostInstances {
             .iter()
             .map(|(name, (slot, _))| (name.clone(), Arc::clone(slot)))
             .collect();
-        self.settings.apply(config, plan, &slots);
+        self.settings.sources.set(super::settings::endpoints(plan, config, &slots));
     }
 }

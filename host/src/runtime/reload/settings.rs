@@ -27,18 +27,18 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
-    /// Applies `config`; `slots` are the sources' forwarding slots by name
-    /// (a source of `plan` without one is not reachable yet).
-    pub fn apply(&self, config: &Config, plan: &Plan, slots: &HashMap<String, ClientSlot>) {
+    /// Applies `config`'s policy, automations and tokens. The source
+    /// endpoints follow separately, once the sources started: see [`endpoints`].
+    pub fn apply(&self, config: &Config) {
         self.commands.set_policy(&config.commands);
         self.automations.set_automations(config.automations.clone());
         self.api_token.set(config.http.token.clone());
         self.events_token.set(config.http.events_token.clone().or_else(|| config.http.token.clone()));
-        self.sources.set(endpoints(plan, config, slots));
     }
 }
 
-/// The `/v1/sources/{name}` endpoints of `plan`'s sources.
+/// The `/v1/sources/{name}` endpoints of `plan`'s sources; `slots` are
+/// their forwarding slots by name (a source without one is left out).
 pub fn endpoints(plan: &Plan, config: &Config, slots: &HashMap<String, ClientSlot>) -> HashMap<String, SourceEndpoint> {
     plan.sources
         .iter()
