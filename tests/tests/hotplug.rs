@@ -560,15 +560,45 @@ fn tokens_and_source_endpoints_follow_the_config() {
     assert!(body.contains("no source instance \\\"hook\\\"; sources: ticks"), "{body}");
 }
 
+/// Whether `GET /healthz` answers on `addr`.
+fn healthz(addr: &str) -> bool {
+    plugboard_tests::http_client().get(&format!("http://{addr}/healthz")).call().is_ok_and(|r| r.status() == 200)
+}
+
 #[test]
-fn a_listen_change_is_reported_as_needing_a_restart() {
+fn a_new_listen_address_moves_the_api_and_a_busy_one_keeps_the_old() {
     let dir = base_dir();
-    let host = Host::with_config(&dir, &format!("http: {{ listen: '127.0.0.1:0' }}\n{BASE}"));
-    rewrite_config(&dir, &format!("http: {{ listen: '127.0.0.1:1', token: t }}\n{BASE}"));
+    // Without PLUGBOARD_LISTEN (the command line wins over the config, at start and on reload).
+    let config = dir.write_config(&format!("http: {{ listen: '127.0.0.1:0' }}\n{BASE}"));
+    let mut cmd = plugboard();
+    cmd.env_remove("PLUGBOARD_LISTEN").args(["--log-format", "json", "run", "--config"]).arg(&config);
+    let host = Host::spawn(cmd);
+    let echo = host.only_pid("executor", "echo");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let moved = format!("127.0.0.1:{port}");
+    rewrite_config(&dir, &format!("http: {{ listen: '{moved}' }}\n{BASE}"));
+    wait_for("the API to answer on the new address", DEADLINE, || healthz(&moved));
+    wait_for("the old address to stop answering", DEADLINE, || !healthz(&host.addr));
+    let (status, reply) =
+        post_command(&format!("http://{moved}/v1/commands"), json!({ "command": "echo moved" }), None);
+    assert_eq!((status, reply["output"].as_str()), (200, Some("moved\n")), "{reply}");
     let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
-    assert_eq!(reloaded[0]["data"]["needs_restart"], json!(["http.listen"]), "{reloaded:?}");
-    let log = host.wait_log("take effect at the next start");
-    assert!(log["fields"]["message"].as_str().unwrap_or_default().contains("http.listen"), "{log}");
+    assert_eq!(reloaded[0]["data"]["needs_restart"], json!([]), "{reloaded:?}");
+    assert_eq!(reloaded[0]["data"]["http_error"], Value::Null, "{reloaded:?}");
+
+    // An address already in use: that part is refused, the API stays where it is.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    rewrite_config(&dir, &format!("http: {{ listen: '{busy_addr}' }}\n{BASE}"));
+    let log = host.wait_log("http.listen not applied");
+    let message = log["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("cannot listen on {busy_addr}")), "{log}");
+    assert!(message.contains(&format!("still listening on {moved}")), "{log}");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 2);
+    assert!(reloaded[1]["data"]["http_error"].as_str().unwrap_or_default().contains(&busy_addr), "{reloaded:?}");
+    assert!(healthz(&moved));
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    drop(busy);
 }
 
 // ------------------------------------------------------ plugin name clashes

@@ -381,6 +381,7 @@ async fn run(
     let origin = super::reload::Origin {
         config: config_path.map(Path::to_path_buf),
         plugins_dir: plugins_dir.map(Path::to_path_buf),
+        listen,
     };
     let loaded = super::reload::Loaded::take(registry.clone(), &origin);
     // SIGHUP is the host's from here on (its default would end the process).

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::automation::AutomationRunner;
@@ -82,7 +81,7 @@ pub struct Host {
     /// Per source: its HTTP forwarding slot and where it leaves its cursor (hot plug).
     source_state: HashMap<String, (ClientSlot, CursorCell)>,
     /// The HTTP server outlives the rest, so `/readyz` can say "shutting down".
-    http_task: Option<JoinHandle<()>>,
+    http: Option<Arc<http::listener::Listener>>,
     http_stop: CancellationToken,
     /// What a reload swaps in place (hot plug).
     live: super::reload::settings::LiveSettings,
@@ -242,10 +241,10 @@ impl Host {
                 ))
                 .merge(http::metrics::router(Arc::clone(&metrics), token.clone()))
                 .merge(http::ready::router(readiness.clone()));
-            match http::serve(&config.http, router, http_stop.clone(), &readiness).await {
-                Ok((addr, task)) => {
-                    tracing::info!(addr = %addr, "http listening");
-                    Some((addr, task))
+            match http::listener::Listener::start(&config.http, router, http_stop.clone(), &readiness).await {
+                Ok(listener) => {
+                    tracing::info!(addr = %listener.addr(), "http listening");
+                    Some((listener.addr(), Arc::new(listener)))
                 }
                 Err(source) => {
                     shutdown.cancel();
@@ -261,7 +260,7 @@ impl Host {
         } else {
             None
         };
-        let (http_addr, http_task) = http_addr.unzip();
+        let (http_addr, http) = http_addr.unzip();
         Ok(Self {
             plan,
             shutdown,
@@ -276,7 +275,7 @@ impl Host {
             readiness,
             pipeline,
             source_state,
-            http_task,
+            http,
             http_stop,
             live,
         })
@@ -294,6 +293,7 @@ impl Host {
             stored_cursors: self.pipeline.opened.source_cursors.clone(),
             settings: self.live.clone(),
             retired: Default::default(),
+            http: self.http.clone(),
         })
     }
 
@@ -332,10 +332,8 @@ impl Host {
         self.supervisor.join(Kind::Sink).await;
         // Last: until here `/readyz` answers 503 and `/metrics` still reads.
         self.http_stop.cancel();
-        if let Some(task) = self.http_task
-            && tokio::time::timeout(HTTP_STOP_DEADLINE, task).await.is_err()
-        {
-            tracing::warn!("the HTTP server did not close its connections within {HTTP_STOP_DEADLINE:?}");
+        if let Some(http) = &self.http {
+            http.stop(HTTP_STOP_DEADLINE).await;
         }
         tracing::info!("stopped");
     }

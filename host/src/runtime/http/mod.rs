@@ -8,6 +8,7 @@
 
 pub mod binding;
 pub mod events;
+pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod ready;

@@ -62,9 +62,10 @@ const PARTLY_RELOADABLE: &[(&str, &[&str])] = &[
     // router built at start (mounted only when configured), so a change
     // there waits for the next start.
     ("commands", &["groups", "policies"]),
-    // Tokens are read per request. The listener (address, body limit, on or
-    // off) is bound once at start.
-    ("http", &["token", "events_token"]),
+    // Tokens are read per request; a new address or body limit moves the
+    // listener. Turning the server on or off waits for the next start (the
+    // router is built with the host).
+    ("http", &["token", "events_token", "listen", "body_limit"]),
 ];
 
 /// What the reloader needs from the running host: the controls of single
@@ -105,6 +106,12 @@ pub trait Instances: Send + Sync {
     /// Publishes the `/v1/sources/{name}` endpoints of `plan`'s sources
     /// (after they started: a new one is reachable, a removed one is not).
     fn swap_source_endpoints(&self, _config: &Config, _plan: &Arc<Plan>) {}
+    /// Moves the HTTP listener to `config`'s `http.listen` (and body limit)
+    /// when they changed: the new one serves before the old one stops; an
+    /// address that cannot be bound is an error and the old one keeps serving.
+    async fn rebind_http(&self, _config: &Config) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Where the config comes from, and the command-line override that matters to a reload.
@@ -115,6 +122,8 @@ pub struct Origin {
     pub config: Option<PathBuf>,
     /// `--plugins-dir`, which wins over the config's `plugins_dir`.
     pub plugins_dir: Option<PathBuf>,
+    /// `--listen`, which wins over the config's `http.listen`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Origin {
@@ -186,6 +195,8 @@ pub struct Applied {
     pub needs_restart: Vec<String>,
     /// Instances that could not be started.
     pub failed: Vec<String>,
+    /// Why the new `http.listen` was not taken (the old listener serves on).
+    pub http_error: Option<String>,
 }
 
 impl Reloader {
@@ -284,14 +295,21 @@ impl Reloader {
             config = plan::embedded_default(&registry);
             Vec::new()
         };
+        if let Some(listen) = self.origin.listen {
+            config.http.listen = listen;
+        }
         let new = Arc::new(plan::plan(&config, &registry, self.origin.name())?);
         let needs_restart = changed_sections(self.current.yaml.as_ref(), yaml.as_ref());
         let diff = diff::diff(&self.current.plan, &self.current.ids, &new, &ids);
         self.instances.swap_settings(&config);
         let failed = self.apply(&diff, &new).await;
         self.instances.swap_source_endpoints(&config, &new);
+        let http_error = self.instances.rebind_http(&config).await.err();
+        if let Some(e) = &http_error {
+            tracing::error!(config = %self.origin.name().display(), "http.listen not applied: {e}");
+        }
         self.current = Current { plan: new, registry, ids, yaml };
-        Ok(Applied { diff, missing, needs_restart, failed })
+        Ok(Applied { diff, missing, needs_restart, failed, http_error })
     }
 
     /// Stops what goes or changes, starts what comes or changed, then swaps
@@ -435,6 +453,7 @@ fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::
         "missing_plugin": applied.missing,
         "needs_restart": applied.needs_restart,
         "failed": applied.failed,
+        "http_error": applied.http_error,
     })
 }
 
@@ -483,33 +502,25 @@ mod tests {
             "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: []\nsinks: [{name: a}]\n",
         )
         .unwrap();
-        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http.listen", "routes"]);
+        assert_eq!(changed_sections(Some(&old), Some(&new)), ["routes"]);
         assert!(changed_sections(Some(&old), Some(&old)).is_empty());
     }
 
     #[test]
-    fn commands_automations_and_http_tokens_apply_live_but_chat_and_listen_do_not() {
+    fn commands_automations_and_http_apply_live_but_chat_and_turning_http_off_do_not() {
         let old: serde_yaml::Value = serde_yaml::from_str(
-            "http: { token: a, events_token: b }
-commands: { policies: [], groups: {} }
-automations: []
-",
+            "http: { token: a, events_token: b }\ncommands: { policies: [], groups: {} }\nautomations: []\n",
         )
         .unwrap();
         let new: serde_yaml::Value = serde_yaml::from_str(
-            "http: { token: c, events_token: d }
-commands: { policies: [{effect: allow}], groups: {ops: [x]} }
-automations: [{name: a, command: echo}]
-",
+            "http: { token: c, events_token: d }\ncommands: { policies: [{effect: allow}], groups: {ops: [x]} }\nautomations: [{name: a, command: echo}]\n",
         )
         .unwrap();
         assert!(changed_sections(Some(&old), Some(&new)).is_empty(), "{:?}", changed_sections(Some(&old), Some(&new)));
         let chat: serde_yaml::Value = serde_yaml::from_str(
-            "http: { token: c, listen: '127.0.0.1:9', body_limit: 10 }
-commands: { slack: { signing_secret: s } }
-",
+            "http: { token: c, listen: '127.0.0.1:9', enabled: false }\ncommands: { slack: { signing_secret: s } }\n",
         )
         .unwrap();
-        assert_eq!(changed_sections(Some(&old), Some(&chat)), ["commands.slack", "http.body_limit", "http.listen"]);
+        assert_eq!(changed_sections(Some(&old), Some(&chat)), ["commands.slack", "http.enabled"]);
     }
 }

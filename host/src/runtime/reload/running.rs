@@ -33,6 +33,8 @@ pub struct HostInstances {
     pub settings: super::settings::LiveSettings,
     /// Executor instances replaced or removed, still running until drained.
     pub retired: Mutex<Vec<Arc<ExecutorInstance>>>,
+    /// The HTTP listener (none when `http.enabled` is false).
+    pub http: Option<Arc<crate::runtime::http::listener::Listener>>,
 }
 
 #[tonic::async_trait]
@@ -114,6 +116,15 @@ impl Instances for HostInstances {
 
     fn swap_settings(&self, config: &Config) {
         self.settings.apply(config);
+    }
+
+    async fn rebind_http(&self, config: &Config) -> Result<(), String> {
+        let Some(http) = &self.http else { return Ok(()) };
+        // `http.enabled` itself waits for the next start (reported by the reloader).
+        if !config.http.enabled {
+            return Ok(());
+        }
+        http.rebind(&config.http).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     fn swap_source_endpoints(&self, config: &Config, plan: &Arc<Plan>) {
