@@ -45,7 +45,10 @@ pub struct SourceEndpoint {
 /// reload (a source it adds is reachable, one it removes answers 404).
 /// Cheap to clone (clones share the map).
 #[derive(Clone, Default)]
-pub struct SourceMap(Arc<std::sync::RwLock<Arc<HashMap<String, Arc<SourceEndpoint>>>>>);
+pub struct SourceMap(Arc<std::sync::RwLock<Arc<Endpoints>>>);
+
+/// Source endpoints by instance name.
+type Endpoints = HashMap<String, Arc<SourceEndpoint>>;
 
 impl SourceMap {
     pub fn new(sources: HashMap<String, SourceEndpoint>) -> Self {
@@ -60,7 +63,7 @@ impl SourceMap {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = sources;
     }
 
-    fn snapshot(&self) -> Arc<HashMap<String, Arc<SourceEndpoint>>> {
+    fn snapshot(&self) -> Arc<Endpoints> {
         Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
 }
