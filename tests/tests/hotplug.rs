@@ -605,9 +605,12 @@ fn a_new_listen_address_moves_the_api_and_a_busy_one_keeps_the_old() {
 
 #[test]
 fn two_executables_of_one_plugin_name_are_named_at_start_in_plugins_and_on_reload() {
-    let dir = base_dir();
-    let copy = install(&dir, "echo", "plugboard-echo-copy");
-    let original = dir.plugins().join("plugboard-echo");
+    // Neither file is named for the plugin (`plugboard-echo`), so neither is the obvious one.
+    let dir = TestDir::new();
+    install(&dir, "tick", "plugboard-tick");
+    install(&dir, "faulty", "plugboard-faulty");
+    let original = install(&dir, "echo", "plugboard-echo-old");
+    let copy = install(&dir, "echo", "plugboard-echo-v2");
 
     // Start: refused, naming both files.
     let config = dir.write_config(BASE);
@@ -630,7 +633,7 @@ fn two_executables_of_one_plugin_name_are_named_at_start_in_plugins_and_on_reloa
     std::fs::remove_file(&copy).unwrap();
     let host = Host::with_config(&dir, BASE);
     let echo = host.only_pid("executor", "echo");
-    install(&dir, "echo", "plugboard-echo-copy");
+    install(&dir, "echo", "plugboard-echo-v2");
     let rejected = host.host_events("dev.plugboard.config.rejected", 1);
     let error = rejected[0]["data"]["error"].as_str().unwrap_or_default();
     assert!(error.contains(&expected), "{rejected:?}");

@@ -641,11 +641,17 @@ async fn plugins(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::R
     if registry.entries.is_empty() {
         writeln!(out, "(no plugins in {})", registry.dir.display())?;
     }
-    let clashes = registry.clashes();
-    for clash in &clashes {
-        writeln!(out, "error: {clash}")?;
+    let mut ambiguous = 0;
+    for clash in registry.clashes() {
+        match registry.canonical(&clash.name) {
+            Some(entry) => writeln!(out, "warning: {clash}; {:?} runs {}", clash.name, entry.path.display())?,
+            None => {
+                ambiguous += 1;
+                writeln!(out, "error: {clash}")?;
+            }
+        }
     }
-    Ok(if broken == 0 && clashes.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if broken == 0 && ambiguous == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 #[cfg(test)]
