@@ -646,3 +646,282 @@ fn a_removed_sink_binary_stops_its_sink_until_it_is_back_and_it_resumes_from_its
     assert_no_gap(wait_indices(&rec, "nums", newest as usize + 1), 0, "the sink that came back");
     assert_no_gap(indices(&keep, "nums"), 0, "the file sink");
 }
+
+// ------------------------------------------------ the command side of a reload
+
+/// Starts `command` on a thread; returns its (status, reply) when joined.
+fn command_in_background(host: &Host, command: &str) -> std::thread::JoinHandle<(u16, Value)> {
+    let url = format!("http://{}/v1/commands", host.addr);
+    let body = json!({ "command": command, "user": "ops" });
+    std::thread::spawn(move || post_command(&url, body, None))
+}
+
+const SLOW: &str = "faulty sleep 4s";
+
+#[test]
+fn a_command_running_when_its_executor_config_changes_finishes_on_the_old_instance() {
+    let dir = base_dir();
+    let host = Host::with_config(&dir, BASE);
+    let old = host.only_pid("executor", "faulty");
+    let echo = host.only_pid("executor", "echo");
+    let slow = command_in_background(&host, SLOW);
+    host.wait_log("sleeping for 4s");
+
+    rewrite_config(
+        &dir,
+        &BASE.replace("{ name: faulty, plugin: faulty }", "{ name: faulty, plugin: faulty, config: { arg: x } }"),
+    );
+    let pids = host.pids("executor", "faulty", 2);
+    assert_ne!(pids[1], old);
+    // New commands run on the new instance at once, while the old one drains.
+    assert_eq!(host.wait_answers("faulty pid"), format!("pid {}\n", pids[1]));
+
+    let (status, reply) = slow.join().unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["output"], format!("slept in pid {old}\n"), "{reply}");
+    assert!(wait_gone(&[old], DEADLINE).is_empty(), "the old faulty (pid {old}) still runs after its command finished");
+    assert_eq!(host.only_pid("executor", "echo"), echo, "echo was restarted");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(reloaded[0]["data"]["restarted"][0]["instance"], "faulty", "{reloaded:?}");
+}
+
+#[test]
+fn a_command_running_when_its_executor_is_removed_finishes_and_the_next_is_unknown() {
+    let dir = base_dir();
+    let host = Host::with_config(&dir, BASE);
+    let old = host.only_pid("executor", "faulty");
+    let slow = command_in_background(&host, SLOW);
+    host.wait_log("sleeping for 4s");
+
+    rewrite_config(&dir, &BASE.replace("  - { name: faulty, plugin: faulty }\n", ""));
+    wait_for("faulty commands to be unknown", DEADLINE, || host.command("faulty ok").1["status"] == "unknown");
+    let (status, reply) = host.command("faulty ok");
+    assert_eq!(status, 404, "{reply}");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("unknown command \"faulty ok\""), "{reply}");
+    assert!(error.contains("Known prefixes: echo"), "{reply}");
+
+    let (status, reply) = slow.join().unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["output"], format!("slept in pid {old}\n"), "{reply}");
+    assert!(wait_gone(&[old], DEADLINE).is_empty(), "the removed faulty (pid {old}) still runs");
+}
+
+#[test]
+fn a_command_outliving_the_drain_ends_unavailable_and_the_log_says_so() {
+    let dir = base_dir();
+    let yaml = format!("shutdown: {{ drain_timeout: 1s }}\n{BASE}");
+    let host = Host::with_config(&dir, &yaml);
+    let old = host.only_pid("executor", "faulty");
+    let slow = command_in_background(&host, "faulty sleep 60s");
+    host.wait_log("sleeping for 1m");
+
+    rewrite_config(
+        &dir,
+        &yaml.replace("{ name: faulty, plugin: faulty }", "{ name: faulty, plugin: faulty, config: { arg: y } }"),
+    );
+    let (status, reply) = slow.join().unwrap();
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["status"], "unavailable", "{reply}");
+    let log = host.wait_log("commands still running on the old instance after shutdown.drain_timeout");
+    assert_eq!(log["fields"]["executor"], "faulty", "{log}");
+    assert!(wait_gone(&[old], DEADLINE).is_empty(), "the old faulty (pid {old}) still runs");
+    assert_eq!(host.wait_answers("faulty ok"), "ok\n");
+}
+
+#[test]
+fn a_permission_change_applies_to_the_next_command() {
+    let dir = base_dir();
+    let policies = |commands: &str| {
+        format!(
+            "{BASE}commands:\n  policies:\n    - {{ name: ops, effect: allow, users: [ops], commands: [{commands}] }}\n"
+        )
+    };
+    let host = Host::with_config(&dir, &policies("echo"));
+    let echo = host.only_pid("executor", "echo");
+    let faulty = host.only_pid("executor", "faulty");
+    assert_eq!(host.wait_answers("echo allowed"), "allowed\n");
+    let (status, reply) = host.command("faulty ok");
+    assert_eq!(status, 403, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap_or_default().starts_with("permission denied: ops may not run \"faulty ok\""),
+        "{reply}"
+    );
+
+    rewrite_config(&dir, &policies("echo, faulty"));
+    assert_eq!(host.wait_answers("faulty ok"), "ok\n");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(reloaded[0]["data"]["needs_restart"], json!([]), "{reloaded:?}");
+
+    // And back: denied again.
+    rewrite_config(&dir, &policies("faulty"));
+    wait_for("echo to be denied", DEADLINE, || host.command("echo x").0 == 403);
+    assert_eq!(host.command("echo x").1["status"], "denied");
+    // No instance was restarted for it.
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    assert_eq!(host.only_pid("executor", "faulty"), faulty);
+}
+
+#[test]
+fn a_changed_automation_runs_its_new_command_for_the_next_event() {
+    let dir = base_dir();
+    let automation = |word: &str| {
+        format!(
+            "{BASE}automations:\n  - {{ name: greet, when: {{ types: [dev.test.ping] }}, command: \"echo {word} {{{{ event.id }}}}\" }}\n"
+        )
+    };
+    let host = Host::with_config(&dir, &automation("first"));
+    let outputs = |host: &Host, n: usize| host.host_events("dev.plugboard.command.output", n);
+    post_event(&host.addr, None, "p1");
+    assert_eq!(outputs(&host, 1)[0]["data"]["output"], "first p1\n");
+
+    rewrite_config(&dir, &automation("second"));
+    host.host_events("dev.plugboard.config.reloaded", 1);
+    post_event(&host.addr, None, "p2");
+    let out = outputs(&host, 2);
+    assert_eq!(out[1]["data"]["output"], "second p2\n", "{out:?}");
+    assert_eq!(out[1]["data"]["automation"], "greet");
+    assert_eq!(out.len(), 2, "one run per event: {out:?}");
+}
+
+/// POSTs a structured CloudEvent of type `dev.test.ping` to `/v1/events`; returns the status.
+fn post_event(addr: &str, token: Option<&str>, id: &str) -> u16 {
+    let event = json!({ "specversion": "1.0", "id": id, "source": "/test", "type": "dev.test.ping" });
+    let mut request = plugboard_tests::http_client()
+        .post(&format!("http://{addr}/v1/events"))
+        .header("content-type", "application/cloudevents+json");
+    if let Some(t) = token {
+        request = request.header("authorization", &format!("Bearer {t}"));
+    }
+    request.send(event.to_string()).expect("POST /v1/events").status().as_u16()
+}
+
+/// POSTs `{}` to `/v1/sources/{name}`: (status, body).
+fn post_source(addr: &str, name: &str, token: &str) -> (u16, String) {
+    let mut response = plugboard_tests::http_client()
+        .post(&format!("http://{addr}/v1/sources/{name}"))
+        .header("authorization", &format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .send("{}")
+        .expect("POST /v1/sources");
+    (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn tokens_and_source_endpoints_follow_the_config() {
+    let dir = base_dir();
+    install(&dir, "webhook", "plugboard-webhook");
+    let with = |token: &str, extra: &str| format!("http: {{ token: {token} }}\n{BASE}{extra}");
+    let host = Host::with_config(&dir, &with("old-token", ""));
+    let url = format!("http://{}/v1/commands", host.addr);
+    let run = |token: &str| post_command(&url, json!({ "command": "echo hi" }), Some(token)).0;
+    assert_eq!(run("old-token"), 200);
+    assert_eq!(run("new-token"), 401);
+    let (status, body) = post_source(&host.addr, "hook", "new-token");
+    assert_eq!(status, 404, "{body}");
+
+    // New token, and a webhook source added.
+    let hook = "  - { name: hook, plugin: webhook }\n";
+    rewrite_config(&dir, &with("new-token", "").replace("sources:\n", &format!("sources:\n{hook}")));
+    wait_for("the new token to be accepted", DEADLINE, || run("new-token") == 200);
+    assert_eq!(run("old-token"), 401);
+    assert_eq!(post_event(&host.addr, Some("old-token"), "t1"), 401);
+    assert_eq!(post_event(&host.addr, Some("new-token"), "t2"), 202);
+    let mut last = (0, String::new());
+    wait_for("the added source to answer", DEADLINE, || {
+        last = post_source(&host.addr, "hook", "new-token");
+        (200..300).contains(&last.0)
+    });
+    assert_eq!(post_source(&host.addr, "hook", "old-token").0, 401);
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(reloaded[0]["data"]["needs_restart"], json!([]), "{reloaded:?}");
+
+    // Removed: 404, naming what exists.
+    rewrite_config(&dir, &with("new-token", ""));
+    wait_for("the removed source to answer 404", DEADLINE, || post_source(&host.addr, "hook", "new-token").0 == 404);
+    let (_, body) = post_source(&host.addr, "hook", "new-token");
+    assert!(body.contains("no source instance \\\"hook\\\"; sources: ticks"), "{body}");
+}
+
+/// Whether `GET /healthz` answers on `addr`.
+fn healthz(addr: &str) -> bool {
+    plugboard_tests::http_client().get(&format!("http://{addr}/healthz")).call().is_ok_and(|r| r.status() == 200)
+}
+
+#[test]
+fn a_new_listen_address_moves_the_api_and_a_busy_one_keeps_the_old() {
+    let dir = base_dir();
+    // Without PLUGBOARD_LISTEN (the command line wins over the config, at start and on reload).
+    let config = dir.write_config(&format!("http: {{ listen: '127.0.0.1:0' }}\n{BASE}"));
+    let mut cmd = plugboard();
+    cmd.env_remove("PLUGBOARD_LISTEN").args(["--log-format", "json", "run", "--config"]).arg(&config);
+    let host = Host::spawn(cmd);
+    let echo = host.only_pid("executor", "echo");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let moved = format!("127.0.0.1:{port}");
+    rewrite_config(&dir, &format!("http: {{ listen: '{moved}' }}\n{BASE}"));
+    wait_for("the API to answer on the new address", DEADLINE, || healthz(&moved));
+    wait_for("the old address to stop answering", DEADLINE, || !healthz(&host.addr));
+    let (status, reply) =
+        post_command(&format!("http://{moved}/v1/commands"), json!({ "command": "echo moved" }), None);
+    assert_eq!((status, reply["output"].as_str()), (200, Some("moved\n")), "{reply}");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 1);
+    assert_eq!(reloaded[0]["data"]["needs_restart"], json!([]), "{reloaded:?}");
+    assert_eq!(reloaded[0]["data"]["http_error"], Value::Null, "{reloaded:?}");
+
+    // An address already in use: that part is refused, the API stays where it is.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    rewrite_config(&dir, &format!("http: {{ listen: '{busy_addr}' }}\n{BASE}"));
+    let log = host.wait_log("http.listen not applied");
+    let message = log["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("cannot listen on {busy_addr}")), "{log}");
+    assert!(message.contains(&format!("still listening on {moved}")), "{log}");
+    let reloaded = host.host_events("dev.plugboard.config.reloaded", 2);
+    assert!(reloaded[1]["data"]["http_error"].as_str().unwrap_or_default().contains(&busy_addr), "{reloaded:?}");
+    assert!(healthz(&moved));
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    drop(busy);
+}
+
+// ------------------------------------------------------ plugin name clashes
+
+#[test]
+fn two_executables_of_one_plugin_name_are_named_at_start_in_plugins_and_on_reload() {
+    // Neither file is named for the plugin (`plugboard-echo`), so neither is the obvious one.
+    let dir = TestDir::new();
+    install(&dir, "tick", "plugboard-tick");
+    install(&dir, "faulty", "plugboard-faulty");
+    let original = install(&dir, "echo", "plugboard-echo-old");
+    let copy = install(&dir, "echo", "plugboard-echo-v2");
+
+    // Start: refused, naming both files.
+    let config = dir.write_config(BASE);
+    let (code, _, stderr) = plugboard_tests::run_plugboard(&["run", "--config", config.to_str().unwrap()]);
+    assert_ne!(code, Some(0), "{stderr}");
+    let expected = format!(
+        "plugin name \"echo\" is described by more than one executable: {} and {}",
+        original.display(),
+        copy.display()
+    );
+    assert!(stderr.contains(&format!("executors[0] \"echo\": {expected}")), "{stderr}");
+
+    // `plugboard plugins` lists it as an error.
+    let (code, stdout, _) =
+        plugboard_tests::run_plugboard(&["--plugins-dir", dir.plugins().to_str().unwrap(), "plugins"]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stdout.contains(&format!("error: {expected}")), "{stdout}");
+
+    // Reload: a clash appearing under a running host is rejected; echo keeps running.
+    std::fs::remove_file(&copy).unwrap();
+    let host = Host::with_config(&dir, BASE);
+    let echo = host.only_pid("executor", "echo");
+    install(&dir, "echo", "plugboard-echo-v2");
+    let rejected = host.host_events("dev.plugboard.config.rejected", 1);
+    let error = rejected[0]["data"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&expected), "{rejected:?}");
+    assert_eq!(host.wait_answers("echo still"), "still\n");
+    assert_eq!(host.only_pid("executor", "echo"), echo);
+    assert!(process_alive(echo));
+}

@@ -16,7 +16,7 @@
 //! Runtime faults come from the instance config (source) or the command (executor).
 //! As a source it emits `dev.plugboard.faulty.event` with an increasing index
 //! (cursor = index, resumable) and, at event `fault_at`, does `fault`.
-//! As an executor (`faulty MODE [ARG]`): ok, sleep DURATION, hang, hang-hard,
+//! As an executor (`faulty MODE [ARG]`): ok, pid, sleep DURATION, hang, hang-hard,
 //! stall, stop-self, panic, segv, exit CODE, alloc, fork N, big-output BYTES,
 //! flood-stderr BYTES, flood-stdout BYTES, grandchild, ignore-shutdown.
 
@@ -139,10 +139,13 @@ impl Executor for Faulty {
                 let n = arg.unwrap_or("100").parse().map_err(|_| PluginError::invalid_argument("fork N: a count"))?;
                 Ok(Reply::text(forks::up_to(n)))
             }
+            "pid" => Ok(Reply::text(format!("pid {}\n", std::process::id()))),
             "sleep" => {
                 let d = humantime::parse_duration(arg.unwrap_or("1s")).map_err(PluginError::invalid_argument)?;
+                // Logged, so a test knows the command reached this process.
+                tracing::info!(pid = std::process::id(), "sleeping for {}", humantime::format_duration(d));
                 tokio::time::sleep(d).await;
-                Ok(Reply::text("slept\n"))
+                Ok(Reply::text(format!("slept in pid {}\n", std::process::id())))
             }
             "big-output" => {
                 let n = parse_size(arg)?;
@@ -273,7 +276,7 @@ fn main() {
     plugboard_sdk::log::init("faulty");
     let plugin = Plugin::new("faulty", env!("CARGO_PKG_VERSION"))
         .description("misbehaves on demand, for fault-injection tests")
-        .help("usage: faulty MODE [ARG]\nmodes: ok, ignore-shutdown, sleep D, hang, hang-hard, stall, stop-self, panic, segv, exit CODE, alloc, fork N, big-output BYTES, flood-stderr BYTES, flood-stdout BYTES, grandchild")
+        .help("usage: faulty MODE [ARG]\nmodes: ok, pid, ignore-shutdown, sleep D, hang, hang-hard, stall, stop-self, panic, segv, exit CODE, alloc, fork N, big-output BYTES, flood-stderr BYTES, flood-stdout BYTES, grandchild")
         .config_schema(serde_json::json!({
             "type": "object",
             "properties": {

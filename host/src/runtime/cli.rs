@@ -391,6 +391,7 @@ async fn run(
     let origin = super::reload::Origin {
         config: config_path.map(Path::to_path_buf),
         plugins_dir: plugins_dir.map(Path::to_path_buf),
+        listen,
     };
     let loaded = super::reload::Loaded::take(registry.clone(), &origin);
     // SIGHUP is the host's from here on (its default would end the process).
@@ -644,7 +645,17 @@ async fn plugins(config: Option<&Path>, plugins_dir: Option<&Path>) -> anyhow::R
     if registry.entries.is_empty() {
         writeln!(out, "(no plugins in {})", registry.dir.display())?;
     }
-    Ok(if broken == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    let mut ambiguous = 0;
+    for clash in registry.clashes() {
+        match registry.canonical(&clash.name) {
+            Some(entry) => writeln!(out, "warning: {clash}; {:?} runs {}", clash.name, entry.path.display())?,
+            None => {
+                ambiguous += 1;
+                writeln!(out, "error: {clash}")?;
+            }
+        }
+    }
+    Ok(if broken == 0 && ambiguous == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 #[cfg(test)]

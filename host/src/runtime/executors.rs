@@ -7,6 +7,7 @@
 //! a command needs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -44,13 +45,15 @@ pub struct ExecutorInstance {
     supervised: OnceLock<Arc<Instance>>,
     /// One permit per command running (`max_concurrent`).
     slots: Arc<Semaphore>,
+    /// Replaced or removed by a reload: draining, takes no new command.
+    retired: AtomicBool,
 }
 
 impl ExecutorInstance {
     fn new(plan: ExecutorPlan) -> Self {
         let config_json = serde_json::to_vec(&plan.config).unwrap_or_default();
         let slots = Arc::new(Semaphore::new(plan.max_concurrent.max(1)));
-        Self { plan, config_json, supervised: OnceLock::new(), slots }
+        Self { plan, config_json, supervised: OnceLock::new(), slots, retired: AtomicBool::new(false) }
     }
 
     pub fn name(&self) -> &str {
@@ -214,6 +217,63 @@ impl ExecutorPool {
         }
     }
 
+    /// Starts `plan`'s instance in place of the running one of that name
+    /// (hot plug: config changed or binary replaced). Commands looked up from
+    /// now on get the new one; the old one is returned still running, for
+    /// [`ExecutorPool::drain_retired`].
+    pub fn replace(
+        &self,
+        plan: ExecutorPlan,
+        supervisor: &Supervisor,
+        group: &CancellationToken,
+    ) -> Option<Arc<ExecutorInstance>> {
+        // The old process leaves the supervisor's registry (freeing the name) but keeps running.
+        supervisor.detach(Kind::Executor, &plan.name);
+        let instance = Arc::new(ExecutorInstance::new(plan));
+        self.supervise(&instance, supervisor, group);
+        let mut guard = self.instances.write().unwrap_or_else(|e| e.into_inner());
+        let mut instances = BTreeMap::clone(&guard);
+        let old = instances.insert(instance.name().to_owned(), instance);
+        *guard = Arc::new(instances);
+        old
+    }
+
+    /// Takes an instance out of the command path (hot plug: removed, once
+    /// the table no longer names it); returned still running, for
+    /// [`ExecutorPool::drain_retired`].
+    pub fn retire(&self, name: &str, supervisor: &Supervisor) -> Option<Arc<ExecutorInstance>> {
+        supervisor.detach(Kind::Executor, name);
+        let mut guard = self.instances.write().unwrap_or_else(|e| e.into_inner());
+        let mut instances = BTreeMap::clone(&guard);
+        let old = instances.remove(name);
+        *guard = Arc::new(instances);
+        old
+    }
+
+    /// Lets the commands running on a retired instance finish, for up to
+    /// `drain` (`shutdown.drain_timeout`), then stops its process. Commands
+    /// still running then end "unavailable", as at shutdown.
+    pub async fn drain_retired(old: Arc<ExecutorInstance>, supervisor: &Supervisor, drain: Duration) {
+        old.retired.store(true, Ordering::SeqCst);
+        let all = u32::try_from(old.plan.max_concurrent.max(1)).unwrap_or(u32::MAX);
+        let running = old.in_flight();
+        if running > 0 {
+            tracing::info!(executor = %old.name(), commands = running, "waiting up to {drain:?} for running commands before stopping the old instance");
+        }
+        match tokio::time::timeout(drain, Arc::clone(&old.slots).acquire_many_owned(all)).await {
+            Ok(Ok(permits)) => permits.forget(),
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!(
+                executor = %old.name(),
+                commands = old.in_flight(),
+                "commands still running on the old instance after shutdown.drain_timeout ({drain:?}); its plugin is stopped and they end unavailable"
+            ),
+        }
+        if let Some(supervised) = old.supervised.get() {
+            supervisor.stop_detached(supervised).await;
+        }
+    }
+
     /// Commands running now, over every instance.
     pub fn in_flight(&self) -> usize {
         self.snapshot().values().map(|i| i.in_flight()).sum()
@@ -253,10 +313,27 @@ impl ExecutorPool {
             executor: resolved.executor.clone(),
             reason: "no such instance (it was removed)".into(),
         })?;
-        let _slot = Arc::clone(&instance.slots).try_acquire_owned().map_err(|_| CommandError::Busy {
+        let busy = |instance: &ExecutorInstance| CommandError::Busy {
             executor: resolved.executor.clone(),
             limit: instance.plan.max_concurrent,
-        })?;
+        };
+        let (instance, _slot) = match Arc::clone(&instance.slots).try_acquire_owned() {
+            Ok(slot) => (instance, slot),
+            // Looked up just before a reload replaced it, and its drain took
+            // every slot: its successor (if any) takes the command.
+            Err(_) if instance.retired.load(Ordering::SeqCst) => {
+                let successor = self
+                    .instance(&resolved.executor)
+                    .filter(|i| !i.retired.load(Ordering::SeqCst))
+                    .ok_or_else(|| CommandError::Unavailable {
+                        executor: resolved.executor.clone(),
+                        reason: "no such instance (it was removed)".into(),
+                    })?;
+                let slot = Arc::clone(&successor.slots).try_acquire_owned().map_err(|_| busy(&successor))?;
+                (successor, slot)
+            }
+            Err(_) => return Err(busy(&instance)),
+        };
         let handle = if let Some(supervised) = instance.supervised.get() {
             instance.ready(supervised, self.start.start_timeout).await?
         } else {

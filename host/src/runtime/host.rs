@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::automation::AutomationRunner;
@@ -85,8 +84,10 @@ pub struct Host {
     automations: AutomationSlot,
     sink_supervision: SinkSupervision,
     /// The HTTP server outlives the rest, so `/readyz` can say "shutting down".
-    http_task: Option<JoinHandle<()>>,
+    http: Option<Arc<http::listener::Listener>>,
     http_stop: CancellationToken,
+    /// What a reload swaps in place (hot plug).
+    live: super::reload::settings::LiveSettings,
 }
 
 /// Stop tokens of the instance kinds, cancelled in shutdown order: sources
@@ -182,13 +183,10 @@ impl Host {
             CommandService::new(Arc::clone(&executors), &config.commands, Some(host_events.clone()))
                 .with_metrics(Arc::clone(&command_metrics)),
         );
-        automations.bind(Arc::new(AutomationRunner::new(
-            config.automations.clone(),
-            Arc::clone(&commands),
-            host_events.clone(),
-        )));
+        let automation_runner =
+            Arc::new(AutomationRunner::new(config.automations.clone(), Arc::clone(&commands), host_events.clone()));
+        automations.bind(Arc::clone(&automation_runner));
 
-        let mut endpoints = HashMap::new();
         let mut source_state = HashMap::new();
         for source in &plan.sources {
             let cursor = pipeline.opened.source_cursors.get(&source.name).cloned();
@@ -202,17 +200,17 @@ impl Host {
             {
                 tracing::error!(source = %source.name, "{e}");
             }
-            endpoints.insert(
-                source.name.clone(),
-                http::sources::SourceEndpoint {
-                    name: Arc::from(source.name.as_str()),
-                    plugin: source.plugin.info.name.clone(),
-                    config: source.config.clone(),
-                    token: source.http_token.clone().or_else(|| config.http.token.clone()),
-                    client: slot,
-                },
-            );
         }
+        let live = {
+            let slots = source_state.iter().map(|(name, (slot, _))| (name.clone(), Arc::clone(slot))).collect();
+            super::reload::settings::LiveSettings {
+                commands: Arc::clone(&commands),
+                automations: automation_runner,
+                api_token: config.http.token.clone().into(),
+                events_token: config.http.events_token.clone().or_else(|| config.http.token.clone()).into(),
+                sources: http::sources::SourceMap::new(super::reload::settings::endpoints(&plan, config, &slots)),
+            }
+        };
         executors.supervise_all(&supervisor, &groups.executors);
         let metrics = Arc::new(Metrics::new(
             PipelineCollector::new(&pipeline),
@@ -228,25 +226,28 @@ impl Host {
         let http_addr = if config.http.enabled {
             let (store, counters, sink_set) =
                 (pipeline.store.clone(), Arc::clone(&pipeline.counters), pipeline.sinks.clone());
-            let events_token = config.http.events_token.clone().or_else(|| config.http.token.clone());
+            let token = &live.api_token;
             let router = http::base_router()
-                .merge(http::events::router(http::events::EventsEndpoint::new(pipeline.ingress.clone(), events_token)))
+                .merge(http::events::router(http::events::EventsEndpoint::new(
+                    pipeline.ingress.clone(),
+                    live.events_token.clone(),
+                )))
                 .merge(http::sources::router(http::sources::SourcesEndpoint {
-                    sources: endpoints,
+                    sources: live.sources.clone(),
                     ingress: pipeline.ingress.clone(),
                 }))
-                .merge(chatops::http::router(Arc::clone(&commands), config.http.token.clone(), &config.commands))
-                .merge(http::plugins::router(supervisor.clone(), config.http.token.clone()))
+                .merge(chatops::http::router(Arc::clone(&commands), token.clone(), &config.commands))
+                .merge(http::plugins::router(supervisor.clone(), token.clone()))
                 .merge(http::stats::router(
                     move || super::pipeline::stats_json(&store, &counters, &sink_set.stats()),
-                    config.http.token.clone(),
+                    token.clone(),
                 ))
-                .merge(http::metrics::router(Arc::clone(&metrics), config.http.token.clone()))
+                .merge(http::metrics::router(Arc::clone(&metrics), token.clone()))
                 .merge(http::ready::router(readiness.clone()));
-            match http::serve(&config.http, router, http_stop.clone(), &readiness).await {
-                Ok((addr, task)) => {
-                    tracing::info!(addr = %addr, "http listening");
-                    Some((addr, task))
+            match http::listener::Listener::start(&config.http, router, http_stop.clone(), &readiness).await {
+                Ok(listener) => {
+                    tracing::info!(addr = %listener.addr(), "http listening");
+                    Some((listener.addr(), Arc::new(listener)))
                 }
                 Err(source) => {
                     shutdown.cancel();
@@ -262,7 +263,7 @@ impl Host {
         } else {
             None
         };
-        let (http_addr, http_task) = http_addr.unzip();
+        let (http_addr, http) = http_addr.unzip();
         Ok(Self {
             plan,
             shutdown,
@@ -279,8 +280,9 @@ impl Host {
             source_state,
             automations,
             sink_supervision,
-            http_task,
+            http,
             http_stop,
+            live,
         })
     }
 
@@ -297,6 +299,9 @@ impl Host {
             sinks: self.pipeline.sinks.clone(),
             automations: self.automations.clone(),
             sink_supervision: self.sink_supervision.clone(),
+            settings: self.live.clone(),
+            retired: Default::default(),
+            http: self.http.clone(),
         })
     }
 
@@ -335,10 +340,8 @@ impl Host {
         self.supervisor.join(Kind::Sink).await;
         // Last: until here `/readyz` answers 503 and `/metrics` still reads.
         self.http_stop.cancel();
-        if let Some(task) = self.http_task
-            && tokio::time::timeout(HTTP_STOP_DEADLINE, task).await.is_err()
-        {
-            tracing::warn!("the HTTP server did not close its connections within {HTTP_STOP_DEADLINE:?}");
+        if let Some(http) = &self.http {
+            http.stop(HTTP_STOP_DEADLINE).await;
         }
         tracing::info!("stopped");
     }

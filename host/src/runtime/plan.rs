@@ -99,11 +99,15 @@ impl Plan {
 /// The configuration used when no `--config` is given: one `tick` source
 /// every second, and every executor found in the plugins directory.
 pub fn embedded_default(registry: &Registry) -> Config {
-    let executors = registry
+    let mut executors: Vec<ExecutorConfig> = registry
         .described()
         .filter(|(_, d)| d.has_kind(PluginKind::Executor))
         .map(|(_, d)| ExecutorConfig { name: d.info.name.clone(), plugin: d.info.name.clone(), ..Default::default() })
         .collect();
+    // Two executables of one name make one instance, which the plan then
+    // reports as ambiguous (naming both files).
+    let mut seen = std::collections::BTreeSet::new();
+    executors.retain(|e| seen.insert(e.name.clone()));
     Config {
         plugins_dir: Some(registry.dir.clone()),
         sources: vec![SourceConfig {
@@ -367,6 +371,10 @@ fn find_plugin(
     kind: PluginKind,
     problems: &mut Vec<String>,
 ) -> Option<(PathBuf, Arc<Described>)> {
+    if let Some(clash) = registry.ambiguous(name) {
+        problems.push(format!("{at}: {clash}"));
+        return None;
+    }
     match registry.find(name) {
         Some((entry, described)) if described.has_kind(kind) => Some((entry.path.clone(), Arc::clone(described))),
         Some((_, described)) => {

@@ -31,6 +31,26 @@ impl Entry {
     }
 }
 
+/// Two or more executables describing the same plugin name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clash {
+    pub name: String,
+    /// The executables, sorted by file name.
+    pub paths: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for Clash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        write!(
+            f,
+            "plugin name {:?} is described by more than one executable: {}; remove or rename all but one",
+            self.name,
+            files.join(" and ")
+        )
+    }
+}
+
 /// Why the plugins directory could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read plugins directory {dir}: {source}")]
@@ -61,11 +81,59 @@ impl Registry {
                 tracing::warn!(plugin = %e.file_name, path = %e.path.display(), "cannot describe plugin: {reason}");
             }
         }
-        Ok(Self { dir: dir.to_owned(), entries })
+        let registry = Self { dir: dir.to_owned(), entries };
+        for clash in registry.clashes() {
+            match registry.canonical(&clash.name) {
+                Some(entry) => tracing::warn!(
+                    plugin = %clash.name,
+                    "{clash}; until then instances naming {:?} run {}",
+                    clash.name,
+                    entry.path.display()
+                ),
+                None => tracing::warn!(plugin = %clash.name, "{clash}"),
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The executables describing themselves as `name`, when more than one does.
+    pub fn clash(&self, name: &str) -> Option<Clash> {
+        let mut paths: Vec<PathBuf> =
+            self.described().filter(|(_, d)| d.info.name == name).map(|(e, _)| e.path.clone()).collect();
+        paths.sort();
+        (paths.len() > 1).then(|| Clash { name: name.to_owned(), paths })
+    }
+
+    /// Among the executables describing `name`, the one whose file is named
+    /// for it (`plugboard-<name>` or `<name>`), when exactly one is: a variant
+    /// installed under another file name is then addressed by that file name,
+    /// and `name` means the canonical one.
+    pub fn canonical(&self, name: &str) -> Option<&Entry> {
+        let canonical = format!("plugboard-{name}");
+        let mut named = self
+            .described()
+            .filter(|(e, d)| d.info.name == name && (e.file_name == canonical || e.file_name == name))
+            .map(|(e, _)| e);
+        let first = named.next()?;
+        named.next().is_none().then_some(first)
+    }
+
+    /// The clash on `name` when no canonical file settles it: an instance
+    /// naming it cannot tell which executable to run.
+    pub fn ambiguous(&self, name: &str) -> Option<Clash> {
+        self.clash(name).filter(|_| self.canonical(name).is_none())
+    }
+
+    /// Every plugin name more than one executable describes, by name.
+    pub fn clashes(&self) -> Vec<Clash> {
+        self.names().iter().filter_map(|name| self.clash(name)).collect()
     }
 
     /// A described plugin by its described name, else by file name.
     pub fn find(&self, name: &str) -> Option<(&Entry, &Arc<Described>)> {
+        if let Some(entry) = self.canonical(name) {
+            return self.described().find(|(e, _)| std::ptr::eq(*e, entry));
+        }
         self.described()
             .find(|(_, d)| d.info.name == name)
             .or_else(|| self.described().find(|(e, _)| e.file_name == name))
@@ -119,4 +187,68 @@ fn executables(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     paths.sort();
     Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use plugboard_proto::plugboard::v1::PluginKind;
+
+    use super::*;
+    use crate::runtime::config::Config;
+    use crate::runtime::reload::diff::tests::described;
+
+    fn with_echo_as(extra: &str) -> Registry {
+        let mut registry = crate::runtime::reload::diff::tests::registry();
+        registry.entries.push(Entry {
+            path: Path::new("/plugins").join(extra),
+            file_name: extra.into(),
+            described: Ok(described("echo", PluginKind::Executor, &["echo"])),
+        });
+        registry
+    }
+
+    fn with_two_echoes() -> Registry {
+        let mut registry = with_echo_as("plugboard-echo-copy");
+        let original = registry.entries.iter_mut().find(|e| e.file_name == "plugboard-echo").unwrap();
+        original.file_name = "plugboard-echo-old".into();
+        original.path = Path::new("/plugins").join("plugboard-echo-old");
+        registry
+    }
+
+    #[test]
+    fn a_clash_with_one_canonically_named_file_runs_that_one_and_is_still_listed() {
+        let registry = with_echo_as("plugboard-echo-copy");
+        assert!(registry.ambiguous("echo").is_none());
+        let (entry, _) = registry.find("echo").unwrap();
+        assert_eq!(entry.file_name, "plugboard-echo");
+        assert_eq!(registry.find("plugboard-echo-copy").unwrap().0.file_name, "plugboard-echo-copy");
+        assert_eq!(registry.clashes().len(), 1);
+    }
+
+    #[test]
+    fn two_executables_of_one_name_are_a_clash_naming_both_files() {
+        let registry = with_two_echoes();
+        let clash = registry.ambiguous("echo").expect("a clash");
+        assert_eq!(clash.paths, [Path::new("/plugins/plugboard-echo-copy"), Path::new("/plugins/plugboard-echo-old")]);
+        assert_eq!(registry.clashes(), [clash]);
+        assert!(registry.ambiguous("echo2").is_none());
+        assert!(crate::runtime::reload::diff::tests::registry().clashes().is_empty());
+
+        // An instance naming it is a plan error that names both files.
+        let config = Config::parse("executors: [{ name: e, plugin: echo }, { name: f, plugin: echo2 }]\n").unwrap();
+        let err = crate::runtime::plan::plan(&config, &registry, "test.yaml".into()).unwrap_err().to_string();
+        assert!(
+            err.contains("executors[0] \"e\": plugin name \"echo\" is described by more than one executable: /plugins/plugboard-echo-copy and /plugins/plugboard-echo-old; remove or rename all but one"),
+            "{err}"
+        );
+        assert!(!err.contains("echo2"), "only the clashing name is reported: {err}");
+
+        // The embedded default (every executor) reports it once, not as a duplicate instance.
+        let config = crate::runtime::plan::embedded_default(&registry);
+        let err = crate::runtime::plan::plan(&config, &registry, "<default>".into()).unwrap_err().to_string();
+        assert_eq!(err.matches("described by more than one executable").count(), 1, "{err}");
+        assert!(!err.contains("duplicate"), "{err}");
+    }
 }

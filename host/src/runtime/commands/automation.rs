@@ -16,7 +16,7 @@
 //! event for one automation and never waits for the command.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -110,39 +110,37 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// Remembers when each (automation, key) last ran.
+/// Remembers when each (automation, key) last ran. Keyed by the
+/// automation's name, so a reload keeps the windows of the ones it keeps.
 #[derive(Debug, Default)]
 pub struct Throttle {
-    last: HashMap<(usize, String), Instant>,
+    last: HashMap<(String, String), Instant>,
 }
 
 impl Throttle {
     /// Whether a run at `now` is allowed; records it if so.
-    pub fn admit(&mut self, automation: usize, key: &str, window: Duration, now: Instant) -> bool {
+    pub fn admit(&mut self, automation: &str, key: &str, window: Duration, now: Instant) -> bool {
         if self.last.len() > 10_000 {
             self.last.retain(|_, t| now.duration_since(*t) < window);
         }
-        match self.last.get(&(automation, key.to_owned())) {
+        match self.last.get(&(automation.to_owned(), key.to_owned())) {
             Some(t) if now.duration_since(*t) < window => false,
             _ => {
-                self.last.insert((automation, key.to_owned()), now);
+                self.last.insert((automation.to_owned(), key.to_owned()), now);
                 true
             }
         }
     }
 }
 
-/// Runs automations for the events it is handed.
-pub struct AutomationRunner {
+/// The automations and their compiled templates: replaced whole by a reload.
+struct Rules {
     automations: Vec<AutomationConfig>,
     env: Environment<'static>,
-    service: Arc<CommandService>,
-    events: HostEvents,
-    throttle: Mutex<Throttle>,
 }
 
-impl AutomationRunner {
-    pub fn new(automations: Vec<AutomationConfig>, service: Arc<CommandService>, events: HostEvents) -> Self {
+impl Rules {
+    fn new(automations: Vec<AutomationConfig>) -> Self {
         let mut env = environment();
         for (i, a) in automations.iter().enumerate() {
             // Checked by `problems` at config time; a failure here only disables that template.
@@ -151,11 +149,38 @@ impl AutomationRunner {
                 let _ = env.add_template_owned(format!("group-{i}"), g.clone());
             }
         }
-        Self { automations, env, service, events, throttle: Mutex::default() }
+        Self { automations, env }
+    }
+}
+
+/// Runs automations for the events it is handed.
+pub struct AutomationRunner {
+    /// A run renders and runs under the rules it started with.
+    rules: RwLock<Arc<Rules>>,
+    service: Arc<CommandService>,
+    events: HostEvents,
+    throttle: Mutex<Throttle>,
+}
+
+impl AutomationRunner {
+    pub fn new(automations: Vec<AutomationConfig>, service: Arc<CommandService>, events: HostEvents) -> Self {
+        let rules = RwLock::new(Arc::new(Rules::new(automations)));
+        Self { rules, service, events, throttle: Mutex::default() }
+    }
+
+    fn rules(&self) -> Arc<Rules> {
+        Arc::clone(&self.rules.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the automations in one step (hot plug): events offered from
+    /// now on meet the new rules; runs already started finish under theirs.
+    pub fn set_automations(&self, automations: Vec<AutomationConfig>) {
+        let rules = Arc::new(Rules::new(automations));
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = rules;
     }
 
     pub fn is_empty(&self) -> bool {
-        self.automations.is_empty()
+        self.rules().automations.is_empty()
     }
 
     /// Starts every automation whose `when` matches `event`. Never waits.
@@ -163,11 +188,12 @@ impl AutomationRunner {
         if is_command_event(event) {
             return; // An automation's own output must not trigger automations (no loops).
         }
+        let rules = self.rules();
         let mut context = None;
-        for i in 0..self.automations.len() {
-            if self.automations[i].when.matches(event) {
+        for i in 0..rules.automations.len() {
+            if rules.automations[i].when.matches(event) {
                 let ctx = context.get_or_insert_with(|| template_context(event));
-                self.start(i, event, ctx);
+                self.start(&rules, i, event, ctx);
             }
         }
     }
@@ -179,28 +205,30 @@ impl AutomationRunner {
         if is_command_event(event) {
             return;
         }
-        if let Some(i) = self.automations.iter().position(|a| a.name == name)
-            && self.automations[i].when.matches(event)
+        let rules = self.rules();
+        if let Some(i) = rules.automations.iter().position(|a| a.name == name)
+            && rules.automations[i].when.matches(event)
         {
-            self.start(i, event, &template_context(event));
+            self.start(&rules, i, event, &template_context(event));
         }
     }
 
     /// Starts the automation called `name` for `event` (a route naming it),
     /// whatever its `when`. False when there is no such automation.
     pub fn trigger(self: &Arc<Self>, name: &str, event: &CloudEvent) -> bool {
-        match self.automations.iter().position(|a| a.name == name) {
+        let rules = self.rules();
+        match rules.automations.iter().position(|a| a.name == name) {
             Some(i) => {
-                self.start(i, event, &template_context(event));
+                self.start(&rules, i, event, &template_context(event));
                 true
             }
             None => false,
         }
     }
 
-    fn start(self: &Arc<Self>, i: usize, event: &CloudEvent, ctx: &minijinja::Value) {
-        let a = &self.automations[i];
-        let render = |name: String| self.env.get_template(&name).and_then(|t| t.render(ctx.clone()));
+    fn start(self: &Arc<Self>, rules: &Arc<Rules>, i: usize, event: &CloudEvent, ctx: &minijinja::Value) {
+        let a = &rules.automations[i];
+        let render = |name: String| rules.env.get_template(&name).and_then(|t| t.render(ctx.clone()));
         let command = match render(format!("command-{i}")) {
             Ok(c) if !c.trim().is_empty() => c,
             Ok(_) => {
@@ -215,7 +243,8 @@ impl AutomationRunner {
         if let Some(window) = a.once_within {
             let key =
                 if a.group_by.is_some() { render(format!("group-{i}")).unwrap_or_default() } else { String::new() };
-            let admitted = self.throttle.lock().map(|mut t| t.admit(i, &key, window, Instant::now())).unwrap_or(true);
+            let admitted =
+                self.throttle.lock().map(|mut t| t.admit(&a.name, &key, window, Instant::now())).unwrap_or(true);
             if !admitted {
                 tracing::debug!(automation = %a.name, key, "throttled (once_within)");
                 return;
@@ -223,11 +252,11 @@ impl AutomationRunner {
         }
         let runner = Arc::clone(self);
         let trigger = event.clone();
-        tokio::spawn(async move { runner.run(i, command, trigger).await });
+        let rules = Arc::clone(rules);
+        tokio::spawn(async move { runner.run(&rules.automations[i], command, trigger).await });
     }
 
-    async fn run(&self, i: usize, command: String, trigger: CloudEvent) {
-        let a = &self.automations[i];
+    async fn run(&self, a: &AutomationConfig, command: String, trigger: CloudEvent) {
         let caller = Caller {
             user: a.user.clone(),
             groups: a.groups.clone(),
@@ -279,11 +308,11 @@ mod tests {
         let mut t = Throttle::default();
         let now = Instant::now();
         let w = Duration::from_secs(60);
-        assert!(t.admit(0, "a", w, now));
-        assert!(!t.admit(0, "a", w, now + Duration::from_secs(59)));
-        assert!(t.admit(0, "b", w, now), "another key runs");
-        assert!(t.admit(1, "a", w, now), "another automation runs");
-        assert!(t.admit(0, "a", w, now + Duration::from_secs(60)), "a new window runs");
+        assert!(t.admit("x", "a", w, now));
+        assert!(!t.admit("x", "a", w, now + Duration::from_secs(59)));
+        assert!(t.admit("x", "b", w, now), "another key runs");
+        assert!(t.admit("y", "a", w, now), "another automation runs");
+        assert!(t.admit("x", "a", w, now + Duration::from_secs(60)), "a new window runs");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use super::{Caller, CommandReply, CommandRequest, CommandService, Status};
-use crate::runtime::http::{ApiError, check_bearer};
+use crate::runtime::http::{ApiError, LiveToken, check_bearer};
 
 /// The JSON body of `POST /v1/commands`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -48,13 +48,13 @@ impl CommandBody {
 #[derive(Clone)]
 struct ApiState {
     service: Arc<CommandService>,
-    token: Option<Arc<str>>,
+    token: LiveToken,
 }
 
 /// The command API (`/v1/commands`) and the chat endpoints. `token`: the
 /// bearer token `/v1/commands` requires (the host's `http.token`).
-pub fn router(service: Arc<CommandService>, token: Option<String>, chat: &super::CommandsConfig) -> Router {
-    let state = ApiState { service: Arc::clone(&service), token: token.filter(|t| !t.is_empty()).map(Arc::from) };
+pub fn router(service: Arc<CommandService>, token: impl Into<LiveToken>, chat: &super::CommandsConfig) -> Router {
+    let state = ApiState { service: Arc::clone(&service), token: token.into() };
     Router::new()
         .route("/v1/commands", axum::routing::post(run_command))
         .with_state(state)
@@ -80,7 +80,7 @@ async fn run_command(
     headers: HeaderMap,
     body: Result<axum::Json<CommandBody>, JsonRejection>,
 ) -> Response {
-    if let Err(e) = check_bearer(&headers, state.token.as_deref()) {
+    if let Err(e) = check_bearer(&headers, state.token.get().as_deref()) {
         return e.into_response();
     }
     let body = match body {

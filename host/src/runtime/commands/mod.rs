@@ -18,7 +18,7 @@ pub mod policy;
 pub mod shell;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use plugboard_proto::CloudEvent;
@@ -163,7 +163,8 @@ impl CommandReply {
 /// The shared command service.
 pub struct CommandService {
     pool: Arc<ExecutorPool>,
-    policy: Policy,
+    /// Replaced whole by a reload; a command decides under one snapshot.
+    policy: RwLock<Arc<Policy>>,
     audit: Option<HostEvents>,
     metrics: Option<Arc<CommandMetrics>>,
 }
@@ -171,7 +172,8 @@ pub struct CommandService {
 impl CommandService {
     /// `audit`: where audit events go (none for one-shot CLI use).
     pub fn new(pool: Arc<ExecutorPool>, config: &CommandsConfig, audit: Option<HostEvents>) -> Self {
-        Self { pool, policy: Policy::new(config.policies.clone(), &config.groups), audit, metrics: None }
+        let policy = Policy::new(config.policies.clone(), &config.groups);
+        Self { pool, policy: RwLock::new(Arc::new(policy)), audit, metrics: None }
     }
 
     /// Records every command in `metrics` (`plugboard run`).
@@ -184,16 +186,26 @@ impl CommandService {
         &self.pool
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy commands are decided under now.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the policies and groups in one step (hot plug); commands
+    /// already past their permission check are not affected.
+    pub fn set_policy(&self, config: &CommandsConfig) {
+        let policy = Arc::new(Policy::new(config.policies.clone(), &config.groups));
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     /// Runs one command, handing masked, capped output chunks to `on_output`
     /// as they come; the reply holds the whole (capped) output too.
     pub async fn run(&self, request: CommandRequest, mut on_output: impl FnMut(&[u8]) + Send) -> CommandReply {
         let started = Instant::now();
-        let caller = self.policy.with_groups(request.caller);
-        let (mut reply, resolved_to) = self.run_inner(&caller, &request.command, request.event, &mut on_output).await;
+        let policy = self.policy();
+        let caller = policy.with_groups(request.caller);
+        let (mut reply, resolved_to) =
+            self.run_inner(&policy, &caller, &request.command, request.event, &mut on_output).await;
         reply.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
         if let Some(metrics) = &self.metrics {
             metrics.command(resolved_to.as_deref().unwrap_or_default(), reply.status.as_str());
@@ -215,6 +227,7 @@ impl CommandService {
     /// when it was refused), for the metrics.
     async fn run_inner(
         &self,
+        policy: &Policy,
         caller: &Caller,
         command: &str,
         event: Option<CloudEvent>,
@@ -225,9 +238,9 @@ impl CommandService {
             Err(e) => return (CommandReply::refused(Status::Invalid, format!("cannot parse command: {e}")), None),
         };
         let reply = match words.first().map(String::as_str) {
-            None => Some(self.help_reply(caller, on_output)),
-            Some(HELP) if words.len() == 1 => Some(self.help_reply(caller, on_output)),
-            Some(HELP) => Some(self.prefix_help(caller, &words[1..].join(" "), on_output)),
+            None => Some(self.help_reply(policy, caller, on_output)),
+            Some(HELP) if words.len() == 1 => Some(self.help_reply(policy, caller, on_output)),
+            Some(HELP) => Some(self.prefix_help(policy, caller, &words[1..].join(" "), on_output)),
             Some(_) => None,
         };
         if let Some(reply) = reply {
@@ -236,13 +249,13 @@ impl CommandService {
         }
         let resolved = match self.pool.table().resolve(words) {
             Ok(r) => r,
-            Err(e) => return (self.unknown(caller, e), None),
+            Err(e) => return (self.unknown(policy, caller, e), None),
         };
         if resolved.args.len() == 1 && resolved.args[0] == HELP {
-            let reply = self.prefix_help(caller, &resolved.prefix, on_output);
+            let reply = self.prefix_help(policy, caller, &resolved.prefix, on_output);
             return (reply, Some(resolved.executor));
         }
-        if let Decision::Deny { reason } = self.policy.decide(caller, &resolved.command) {
+        if let Decision::Deny { reason } = policy.decide(caller, &resolved.command) {
             let reply = CommandReply::refused(
                 Status::Denied,
                 format!(
@@ -309,12 +322,12 @@ impl CommandService {
     }
 
     /// Unknown command: suggest only prefixes the caller may use.
-    fn unknown(&self, caller: &Caller, error: ResolveError) -> CommandReply {
+    fn unknown(&self, policy: &Policy, caller: &Caller, error: ResolveError) -> CommandReply {
         match error {
-            ResolveError::Empty => self.help_reply(caller, &mut |_| {}),
+            ResolveError::Empty => self.help_reply(policy, caller, &mut |_| {}),
             ResolveError::Syntax(e) => CommandReply::refused(Status::Invalid, format!("cannot parse command: {e}")),
             ResolveError::Unknown { command, suggestions, known } => {
-                let allowed = |p: &String| self.policy.may_use_prefix(caller, p);
+                let allowed = |p: &String| policy.may_use_prefix(caller, p);
                 let e = ResolveError::Unknown {
                     command,
                     suggestions: suggestions.into_iter().filter(allowed).collect(),
@@ -327,10 +340,14 @@ impl CommandService {
 
     /// The prefixes (with descriptions) and aliases the caller may use.
     pub fn help_text(&self, caller: &Caller) -> String {
+        self.help_text_under(&self.policy(), caller)
+    }
+
+    fn help_text_under(&self, policy: &Policy, caller: &Caller) -> String {
         let table = self.pool.table();
         let entries: Vec<(String, String)> = table
             .entries()
-            .filter(|(prefix, _)| self.policy.may_use_prefix(caller, prefix))
+            .filter(|(prefix, _)| policy.may_use_prefix(caller, prefix))
             .map(|(prefix, executor)| {
                 let description =
                     self.pool.instance(executor).map(|i| i.plan().plugin.info.description.clone()).unwrap_or_default();
@@ -359,19 +376,25 @@ impl CommandService {
         text
     }
 
-    fn help_reply(&self, caller: &Caller, on_output: &mut (dyn FnMut(&[u8]) + Send)) -> CommandReply {
-        let text = self.help_text(caller);
+    fn help_reply(&self, policy: &Policy, caller: &Caller, on_output: &mut (dyn FnMut(&[u8]) + Send)) -> CommandReply {
+        let text = self.help_text_under(policy, caller);
         on_output(text.as_bytes());
         CommandReply::builtin(text)
     }
 
     /// `<prefix> help`: the plugin's own help from Describe.
-    fn prefix_help(&self, caller: &Caller, prefix: &str, on_output: &mut (dyn FnMut(&[u8]) + Send)) -> CommandReply {
+    fn prefix_help(
+        &self,
+        policy: &Policy,
+        caller: &Caller,
+        prefix: &str,
+        on_output: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> CommandReply {
         let resolved = match self.pool.table().resolve(prefix.split_whitespace().map(str::to_owned).collect()) {
             Ok(r) => r,
-            Err(e) => return self.unknown(caller, e),
+            Err(e) => return self.unknown(policy, caller, e),
         };
-        if !self.policy.may_use_prefix(caller, &resolved.prefix) {
+        if !policy.may_use_prefix(caller, &resolved.prefix) {
             return CommandReply::refused(
                 Status::Denied,
                 format!("permission denied: {} may not run {:?} commands", caller.user, resolved.prefix),

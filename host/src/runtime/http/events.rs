@@ -24,13 +24,13 @@ use crate::runtime::pipeline::{HTTP_INSTANCE, IngestError, Ingress};
 pub struct EventsEndpoint {
     pub ingress: Ingress,
     /// Bearer token required (`http.events_token`, else `http.token`).
-    pub token: Option<String>,
+    pub token: super::LiveToken,
     instance: Arc<str>,
 }
 
 impl EventsEndpoint {
-    pub fn new(ingress: Ingress, token: Option<String>) -> Self {
-        Self { ingress, token, instance: Arc::from(HTTP_INSTANCE) }
+    pub fn new(ingress: Ingress, token: impl Into<super::LiveToken>) -> Self {
+        Self { ingress, token: token.into(), instance: Arc::from(HTTP_INSTANCE) }
     }
 }
 
@@ -47,7 +47,7 @@ async fn post_events(State(endpoint): State<Arc<EventsEndpoint>>, request: Reque
 
 async fn accept(endpoint: &EventsEndpoint, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    check_bearer(&parts.headers, endpoint.token.as_deref())?;
+    check_bearer(&parts.headers, endpoint.token.get().as_deref())?;
     let body = read_body(body).await?;
     let events = parse(&parts.headers, &body).inspect_err(|e| {
         if e.code == "invalid_event" {

@@ -14,16 +14,16 @@ use crate::runtime::metrics::{CONTENT_TYPE, Metrics};
 
 struct MetricsEndpoint {
     metrics: Arc<Metrics>,
-    token: Option<String>,
+    token: super::LiveToken,
 }
 
-pub fn router(metrics: Arc<Metrics>, token: Option<String>) -> Router {
-    let state = Arc::new(MetricsEndpoint { metrics, token });
+pub fn router(metrics: Arc<Metrics>, token: impl Into<super::LiveToken>) -> Router {
+    let state = Arc::new(MetricsEndpoint { metrics, token: token.into() });
     Router::new().route("/metrics", axum::routing::get(scrape)).with_state(state)
 }
 
 async fn scrape(State(endpoint): State<Arc<MetricsEndpoint>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_bearer(&headers, endpoint.token.as_deref()) {
+    if let Err(e) = check_bearer(&headers, endpoint.token.get().as_deref()) {
         return e.into_response();
     }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], endpoint.metrics.encode()).into_response()

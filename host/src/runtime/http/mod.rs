@@ -8,6 +8,7 @@
 
 pub mod binding;
 pub mod events;
+pub mod listener;
 pub mod metrics;
 pub mod plugins;
 pub mod ready;
@@ -118,6 +119,32 @@ pub fn check_bearer(headers: &HeaderMap, expected: Option<&str>) -> Result<(), A
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if given.as_bytes().ct_eq(expected.as_bytes()).into() { Ok(()) } else { Err(ApiError::unauthorized()) }
+}
+
+/// A bearer token a reload can change: read per request. Cheap to clone
+/// (clones share the value).
+#[derive(Debug, Clone, Default)]
+pub struct LiveToken(std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<str>>>>);
+
+impl LiveToken {
+    /// The token required now (none or empty: no check).
+    pub fn get(&self) -> Option<std::sync::Arc<str>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the token; requests checked from now on need the new one.
+    pub fn set(&self, token: Option<String>) {
+        let token = token.filter(|t| !t.is_empty()).map(std::sync::Arc::from);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+}
+
+impl From<Option<String>> for LiveToken {
+    fn from(token: Option<String>) -> Self {
+        let live = Self::default();
+        live.set(token);
+        live
+    }
 }
 
 /// The body limit layer answers 413 on its own (plain text) when

@@ -15,11 +15,11 @@ use crate::runtime::supervisor::{ControlError, Kind, Supervisor};
 
 struct PluginsEndpoint {
     supervisor: Supervisor,
-    token: Option<String>,
+    token: super::LiveToken,
 }
 
-pub fn router(supervisor: Supervisor, token: Option<String>) -> Router {
-    let state = Arc::new(PluginsEndpoint { supervisor, token });
+pub fn router(supervisor: Supervisor, token: impl Into<super::LiveToken>) -> Router {
+    let state = Arc::new(PluginsEndpoint { supervisor, token: token.into() });
     Router::new()
         .route("/v1/plugins", axum::routing::get(list))
         .route("/v1/plugins/{name}/enable", axum::routing::post(enable))
@@ -27,7 +27,7 @@ pub fn router(supervisor: Supervisor, token: Option<String>) -> Router {
 }
 
 async fn list(State(endpoint): State<Arc<PluginsEndpoint>>, headers: HeaderMap) -> Response {
-    if let Err(e) = check_bearer(&headers, endpoint.token.as_deref()) {
+    if let Err(e) = check_bearer(&headers, endpoint.token.get().as_deref()) {
         return e.into_response();
     }
     axum::Json(serde_json::json!({ "plugins": endpoint.supervisor.statuses() })).into_response()
@@ -45,7 +45,7 @@ async fn enable(
     Path(name): Path<String>,
     Query(query): Query<KindQuery>,
 ) -> Response {
-    if let Err(e) = check_bearer(&headers, endpoint.token.as_deref()) {
+    if let Err(e) = check_bearer(&headers, endpoint.token.get().as_deref()) {
         return e.into_response();
     }
     let kind = match query.kind.as_deref().map(|k| Kind::parse(k).ok_or(k)).transpose() {

@@ -16,7 +16,8 @@ pub struct Readiness(Arc<Inner>);
 
 struct Inner {
     store_open: Box<dyn Fn() -> bool + Send + Sync>,
-    listening: AtomicBool,
+    /// Listeners serving now (two for a moment while a reload moves it).
+    listening: std::sync::atomic::AtomicUsize,
     shutting_down: AtomicBool,
 }
 
@@ -31,13 +32,18 @@ impl Readiness {
     pub fn new(store_open: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         Self(Arc::new(Inner {
             store_open: Box::new(store_open),
-            listening: AtomicBool::new(false),
+            listening: std::sync::atomic::AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
         }))
     }
 
+    /// A listener started (`true`) or stopped serving (`false`).
     pub fn set_listening(&self, listening: bool) {
-        self.0.listening.store(listening, Ordering::Relaxed);
+        if listening {
+            self.0.listening.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self.0.listening.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 
     pub fn set_shutting_down(&self) {
@@ -49,7 +55,7 @@ impl Readiness {
         let fails = |ok: bool, why| if ok { None } else { Some(why) };
         [
             ("store", fails((self.0.store_open)(), "the event store is closed")),
-            ("http", fails(self.0.listening.load(Ordering::Relaxed), "the HTTP listener is not serving")),
+            ("http", fails(self.0.listening.load(Ordering::Relaxed) > 0, "the HTTP listener is not serving")),
             ("shutdown", fails(!self.0.shutting_down.load(Ordering::Relaxed), "the host is shutting down")),
         ]
     }

@@ -41,8 +41,35 @@ pub struct SourceEndpoint {
     pub client: ClientSlot,
 }
 
+/// The source instances reachable now, by name: replaced whole by a
+/// reload (a source it adds is reachable, one it removes answers 404).
+/// Cheap to clone (clones share the map).
+#[derive(Clone, Default)]
+pub struct SourceMap(Arc<std::sync::RwLock<Arc<Endpoints>>>);
+
+/// Source endpoints by instance name.
+type Endpoints = HashMap<String, Arc<SourceEndpoint>>;
+
+impl SourceMap {
+    pub fn new(sources: HashMap<String, SourceEndpoint>) -> Self {
+        let map = Self::default();
+        map.set(sources);
+        map
+    }
+
+    /// The map requests look up from now on.
+    pub fn set(&self, sources: HashMap<String, SourceEndpoint>) {
+        let sources = Arc::new(sources.into_iter().map(|(k, v)| (k, Arc::new(v))).collect());
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = sources;
+    }
+
+    fn snapshot(&self) -> Arc<Endpoints> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 pub struct SourcesEndpoint {
-    pub sources: HashMap<String, SourceEndpoint>,
+    pub sources: SourceMap,
     pub ingress: Ingress,
 }
 
@@ -71,8 +98,9 @@ async fn forward_below(
 }
 
 async fn handle(endpoint: &SourcesEndpoint, instance: &str, request: Request) -> Result<Response, ApiError> {
-    let Some(source) = endpoint.sources.get(instance) else {
-        let mut known: Vec<&str> = endpoint.sources.keys().map(String::as_str).collect();
+    let sources = endpoint.sources.snapshot();
+    let Some(source) = sources.get(instance).cloned() else {
+        let mut known: Vec<&str> = sources.keys().map(String::as_str).collect();
         known.sort_unstable();
         return Err(ApiError::not_found(format!(
             "no source instance {instance:?}; sources: {}",

@@ -15,6 +15,7 @@ pub mod diff;
 pub mod discover;
 pub mod identity;
 pub mod running;
+pub mod settings;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -52,6 +53,22 @@ const RELOADABLE: &[&str] = &[
     "restart",
     "health",
     "reload",
+    "automations",
+];
+
+/// Sections a reload applies only in part: the keys listed apply live, a
+/// change to any other key takes effect at the next start (reported as
+/// `section.key`).
+const PARTLY_RELOADABLE: &[(&str, &[&str])] = &[
+    // Policies and groups are swapped in one step. The Slack and Mattermost
+    // endpoints hold their secrets, ack budget and response type in the
+    // router built at start (mounted only when configured), so a change
+    // there waits for the next start.
+    ("commands", &["groups", "policies"]),
+    // Tokens are read per request; a new address or body limit moves the
+    // listener. Turning the server on or off waits for the next start (the
+    // router is built with the host).
+    ("http", &["token", "events_token", "listen", "body_limit"]),
 ];
 
 /// What the reloader needs from the running host: the controls of single
@@ -69,6 +86,38 @@ pub trait Instances: Send + Sync {
     /// Makes `plan`'s routes the ones every sink's dispatcher follows, in
     /// one step (from each dispatcher's next batch on; nothing restarts).
     fn swap_routes(&self, plan: &Arc<Plan>);
+    /// Starts executor `key`'s new instance in place of the running one,
+    /// which keeps its process (and the commands running on it) until
+    /// [`Instances::drain_retired`].
+    async fn replace_executor(&self, key: &InstanceKey, plan: &Arc<Plan>) -> Result<(), String> {
+        self.stop(key).await;
+        self.start(key, plan).await
+    }
+    /// Takes the removed executor `key` out of the command path (called once
+    /// the table no longer names it); its process stays until
+    /// [`Instances::drain_retired`].
+    async fn retire_executor(&self, key: &InstanceKey) {
+        self.stop(key).await;
+    }
+    /// Lets the commands of replaced and removed executors finish (up to
+    /// `drain`), then stops their processes; in the background, so the next
+    /// reload is not held up.
+    fn drain_retired(&self, _drain: std::time::Duration) {}
+    /// Applies the settings a reload changes in place: the command policy,
+    /// the automations and the HTTP tokens. Called before any instance is
+    /// touched, so an automation is known before its feed starts (and
+    /// forgotten before its feed stops). In-flight commands and requests
+    /// finish under the old ones.
+    fn swap_settings(&self, _config: &Config) {}
+    /// Publishes the `/v1/sources/{name}` endpoints of `plan`'s sources
+    /// (after they started: a new one is reachable, a removed one is not).
+    fn swap_source_endpoints(&self, _config: &Config, _plan: &Arc<Plan>) {}
+    /// Moves the HTTP listener to `config`'s `http.listen` (and body limit)
+    /// when they changed: the new one serves before the old one stops; an
+    /// address that cannot be bound is an error and the old one keeps serving.
+    async fn rebind_http(&self, _config: &Config) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Where the config comes from, and the command-line override that matters to a reload.
@@ -79,6 +128,8 @@ pub struct Origin {
     pub config: Option<PathBuf>,
     /// `--plugins-dir`, which wins over the config's `plugins_dir`.
     pub plugins_dir: Option<PathBuf>,
+    /// `--listen`, which wins over the config's `http.listen`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Origin {
@@ -150,6 +201,8 @@ pub struct Applied {
     pub needs_restart: Vec<String>,
     /// Instances that could not be started.
     pub failed: Vec<String>,
+    /// Why the new `http.listen` was not taken (the old listener serves on).
+    pub http_error: Option<String>,
 }
 
 impl Reloader {
@@ -248,12 +301,21 @@ impl Reloader {
             config = plan::embedded_default(&registry);
             Vec::new()
         };
+        if let Some(listen) = self.origin.listen {
+            config.http.listen = listen;
+        }
         let new = Arc::new(plan::plan(&config, &registry, self.origin.name())?);
         let needs_restart = changed_sections(self.current.yaml.as_ref(), yaml.as_ref());
         let diff = diff::diff(&self.current.plan, &self.current.ids, &new, &ids);
+        self.instances.swap_settings(&config);
         let failed = self.apply(&diff, &new).await;
+        self.instances.swap_source_endpoints(&config, &new);
+        let http_error = self.instances.rebind_http(&config).await.err();
+        if let Some(e) = &http_error {
+            tracing::error!(config = %self.origin.name().display(), "http.listen not applied: {e}");
+        }
         self.current = Current { plan: new, registry, ids, yaml };
-        Ok(Applied { diff, missing, needs_restart, failed })
+        Ok(Applied { diff, missing, needs_restart, failed, http_error })
     }
 
     /// Stops what goes or changes, swaps the routes, starts what comes or
@@ -261,8 +323,14 @@ impl Reloader {
     /// none of its events), then swaps the command table: commands never
     /// resolve to an instance that is not there, except for the moment a
     /// restarted one starts again.
+    ///
+    /// Executors are not stopped first: a restarted one's successor takes
+    /// new commands at once, a removed one leaves with the table swap, and
+    /// both old processes keep running until their commands finished (up to
+    /// `shutdown.drain_timeout`).
     async fn apply(&self, diff: &PlanDiff, new: &Arc<Plan>) -> Vec<String> {
-        for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)) {
+        let executor = |key: &&InstanceKey| key.kind == Kind::Executor;
+        for key in diff.removed.iter().chain(diff.restarted.iter().map(|r| &r.key)).filter(|k| !executor(k)) {
             self.instances.stop(key).await;
         }
         // New routes before new sinks: a sink added with its route reads
@@ -270,9 +338,17 @@ impl Reloader {
         if diff.routes_changed {
             self.instances.swap_routes(new);
         }
-        let mut starts: Vec<&InstanceKey> = diff.added.iter().chain(diff.restarted.iter().map(|r| &r.key)).collect();
-        starts.sort_by_key(|k| k.kind != Kind::Sink);
         let mut failed = Vec::new();
+        let restarted_executors = diff.restarted.iter().map(|r| &r.key).filter(executor);
+        for key in restarted_executors {
+            if let Err(e) = self.instances.replace_executor(key, new).await {
+                tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
+                failed.push(key.name.clone());
+            }
+        }
+        let restarted_others = diff.restarted.iter().map(|r| &r.key).filter(|k| !executor(k));
+        let mut starts: Vec<&InstanceKey> = diff.added.iter().chain(restarted_others).collect();
+        starts.sort_by_key(|k| k.kind != Kind::Sink);
         for key in starts {
             if let Err(e) = self.instances.start(key, new).await {
                 tracing::error!(instance = %key.name, kind = key.kind.as_str(), "cannot start after reload: {e}");
@@ -282,6 +358,10 @@ impl Reloader {
         if diff.table_changed || !diff.added.is_empty() || !diff.removed.is_empty() || !diff.restarted.is_empty() {
             self.instances.swap_commands(new);
         }
+        for key in diff.removed.iter().filter(executor) {
+            self.instances.retire_executor(key).await;
+        }
+        self.instances.drain_retired(new.shutdown.drain_timeout);
         failed
     }
 }
@@ -376,6 +456,35 @@ fn changed_sections(old: Option<&serde_yaml::Value>, new: Option<&serde_yaml::Va
     names.dedup();
     names.retain(|k| !RELOADABLE.contains(&k.as_str()) && old.get(k) != new.get(k));
     names
+        .into_iter()
+        .flat_map(|name| match PARTLY_RELOADABLE.iter().find(|(section, _)| *section == name) {
+            Some((_, live)) => changed_keys(&name, old.get(&name), new.get(&name), live),
+            None => vec![name],
+        })
+        .collect()
+}
+
+/// Keys of `section` outside `live` whose value changed, as `section.key`.
+fn changed_keys(
+    section: &str,
+    old: Option<&serde_yaml::Value>,
+    new: Option<&serde_yaml::Value>,
+    live: &[&str],
+) -> Vec<String> {
+    let keys = |v: Option<&serde_yaml::Value>| -> std::collections::BTreeMap<String, serde_yaml::Value> {
+        v.and_then(|v| v.as_mapping())
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone()))).collect())
+            .unwrap_or_default()
+    };
+    let (old, new) = (keys(old), keys(new));
+    let mut names: Vec<&String> = old.keys().chain(new.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|k| !live.contains(&k.as_str()) && old.get(*k) != new.get(*k))
+        .map(|k| format!("{section}.{k}"))
+        .collect()
 }
 
 fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::Value {
@@ -396,6 +505,7 @@ fn reloaded_data(origin: &Path, reason: &str, applied: &Applied) -> serde_json::
         "missing_plugin": applied.missing,
         "needs_restart": applied.needs_restart,
         "failed": applied.failed,
+        "http_error": applied.http_error,
     })
 }
 
@@ -472,8 +582,26 @@ routes: [{ name: both, sinks: [rec, out] }, { name: only-rec, sinks: [rec] }]
             "sources: [{name: x}]\nhttp: { listen: '127.0.0.1:2' }\nroutes: [{sinks: [b]}]\nsinks: [{name: b}]\n",
         )
         .unwrap();
-        // Sinks and routes apply live; the listener does not.
-        assert_eq!(changed_sections(Some(&old), Some(&new)), ["http"]);
+        // Sinks, routes and the listener apply live.
+        assert!(changed_sections(Some(&old), Some(&new)).is_empty(), "{:?}", changed_sections(Some(&old), Some(&new)));
         assert!(changed_sections(Some(&old), Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn commands_automations_and_http_apply_live_but_chat_and_turning_http_off_do_not() {
+        let old: serde_yaml::Value = serde_yaml::from_str(
+            "http: { token: a, events_token: b }\ncommands: { policies: [], groups: {} }\nautomations: []\n",
+        )
+        .unwrap();
+        let new: serde_yaml::Value = serde_yaml::from_str(
+            "http: { token: c, events_token: d }\ncommands: { policies: [{effect: allow}], groups: {ops: [x]} }\nautomations: [{name: a, command: echo}]\n",
+        )
+        .unwrap();
+        assert!(changed_sections(Some(&old), Some(&new)).is_empty(), "{:?}", changed_sections(Some(&old), Some(&new)));
+        let chat: serde_yaml::Value = serde_yaml::from_str(
+            "http: { token: c, listen: '127.0.0.1:9', enabled: false }\ncommands: { slack: { signing_secret: s } }\n",
+        )
+        .unwrap();
+        assert_eq!(changed_sections(Some(&old), Some(&chat)), ["commands.slack", "http.enabled"]);
     }
 }

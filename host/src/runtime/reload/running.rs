@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::{InstanceKey, Instances, Kind};
-use crate::runtime::executors::ExecutorPool;
+use crate::runtime::config::Config;
+use crate::runtime::executors::{ExecutorInstance, ExecutorPool};
 use crate::runtime::pipeline::{QueueMaker, SOURCE_QUEUE, SinkSet};
 use crate::runtime::plan::Plan;
 use crate::runtime::routing::SinkRoutes;
@@ -26,8 +27,8 @@ pub struct HostInstances {
     pub source_group: CancellationToken,
     pub executor_group: CancellationToken,
     /// Per source instance: its HTTP forwarding slot (`/v1/sources/{name}`
-    /// is fixed at start: a source added later gets a slot nothing reads)
-    /// and where it left its cursor (a restarted instance resumes there).
+    /// reads it once [`Instances::swap_settings`] published it) and where it
+    /// left its cursor (a restarted instance resumes there).
     pub sources: Mutex<HashMap<String, (ClientSlot, CursorCell)>>,
     /// Source cursors in the store when it was opened.
     pub stored_cursors: HashMap<String, String>,
@@ -37,6 +38,12 @@ pub struct HostInstances {
     /// sinks run (its supervision is replaced by the new plan's).
     pub automations: AutomationSlot,
     pub sink_supervision: SinkSupervision,
+    /// What a reload swaps in place (policy, automations, tokens, source endpoints).
+    pub settings: super::settings::LiveSettings,
+    /// Executor instances replaced or removed, still running until drained.
+    pub retired: Mutex<Vec<Arc<ExecutorInstance>>>,
+    /// The HTTP listener (none when `http.enabled` is false).
+    pub http: Option<Arc<crate::runtime::http::listener::Listener>>,
 }
 
 #[tonic::async_trait]
@@ -122,5 +129,51 @@ impl Instances for HostInstances {
 
     fn swap_routes(&self, plan: &Arc<Plan>) {
         self.sinks.swap_routes(Arc::clone(&plan.routing));
+    }
+
+    async fn replace_executor(&self, key: &InstanceKey, plan: &Arc<Plan>) -> Result<(), String> {
+        let executor = plan.executor(&key.name).ok_or("not in the new plan")?;
+        if let Some(old) = self.executors.replace(executor.clone(), &self.supervisor, &self.executor_group) {
+            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+        }
+        Ok(())
+    }
+
+    async fn retire_executor(&self, key: &InstanceKey) {
+        if let Some(old) = self.executors.retire(&key.name, &self.supervisor) {
+            self.retired.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+        }
+    }
+
+    fn drain_retired(&self, drain: std::time::Duration) {
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for old in retired {
+            let supervisor = self.supervisor.clone();
+            tokio::spawn(async move { ExecutorPool::drain_retired(old, &supervisor, drain).await });
+        }
+    }
+
+    fn swap_settings(&self, config: &Config) {
+        self.settings.apply(config);
+    }
+
+    async fn rebind_http(&self, config: &Config) -> Result<(), String> {
+        let Some(http) = &self.http else { return Ok(()) };
+        // `http.enabled` itself waits for the next start (reported by the reloader).
+        if !config.http.enabled {
+            return Ok(());
+        }
+        http.rebind(&config.http).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn swap_source_endpoints(&self, config: &Config, plan: &Arc<Plan>) {
+        let slots: HashMap<String, ClientSlot> = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, (slot, _))| (name.clone(), Arc::clone(slot)))
+            .collect();
+        self.settings.sources.set(super::settings::endpoints(plan, config, &slots));
     }
 }

@@ -176,6 +176,9 @@ pub struct Supervisor {
 struct Inner {
     instances: RwLock<BTreeMap<(Kind, String), Arc<Instance>>>,
     lifecycle: Lifecycle,
+    /// Instances taken out of the registry (hot plug) but still running
+    /// until their work drained: shutdown waits for them too.
+    detached: std::sync::Mutex<Vec<Arc<Instance>>>,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -186,7 +189,7 @@ impl std::fmt::Debug for Supervisor {
 
 impl Supervisor {
     pub fn new(lifecycle: Lifecycle) -> Self {
-        Self { inner: Arc::new(Inner { instances: RwLock::default(), lifecycle }) }
+        Self { inner: Arc::new(Inner { instances: RwLock::default(), lifecycle, detached: Default::default() }) }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<(Kind, String), Arc<Instance>>> {
@@ -286,10 +289,37 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Takes an instance out of the registry without stopping it, so a
+    /// successor can be spawned under its name while it finishes its work
+    /// (hot plug: an executor drains its commands). Stop it with
+    /// [`Supervisor::stop_detached`]; until then shutdown waits for it too.
+    pub fn detach(&self, kind: Kind, name: &str) -> Option<Arc<Instance>> {
+        let instance =
+            self.inner.instances.write().unwrap_or_else(|e| e.into_inner()).remove(&(kind, name.to_owned()))?;
+        self.inner.detached.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&instance));
+        Some(instance)
+    }
+
+    /// Stops an instance taken out by [`Supervisor::detach`] (through its controller).
+    pub async fn stop_detached(&self, instance: &Arc<Instance>) {
+        instance.stop(true).await;
+        self.inner.detached.lock().unwrap_or_else(|e| e.into_inner()).retain(|i| !Arc::ptr_eq(i, instance));
+    }
+
     /// Waits until every instance of `kind` has stopped (after their group
     /// token was cancelled).
     pub async fn join(&self, kind: Kind) {
-        let instances: Vec<Arc<Instance>> = self.read().values().filter(|i| i.kind() == kind).cloned().collect();
+        let detached: Vec<Arc<Instance>> = self
+            .inner
+            .detached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|i| i.kind() == kind)
+            .cloned()
+            .collect();
+        let instances: Vec<Arc<Instance>> =
+            self.read().values().filter(|i| i.kind() == kind).cloned().chain(detached).collect();
         let joins = instances.iter().map(|i| i.join());
         futures_util::future::join_all(joins).await;
     }
