@@ -785,6 +785,42 @@ fn a_changed_automation_runs_its_new_command_for_the_next_event() {
     assert_eq!(out.len(), 2, "one run per event: {out:?}");
 }
 
+#[test]
+fn an_automation_added_by_reload_runs_for_events_stored_from_then_on() {
+    let dir = base_dir();
+    let greet = "  - { name: greet, when: { types: [dev.test.ping] }, command: \"echo greet {{ event.id }}\" }\n";
+    let shout = "  - { name: shout, when: { types: [dev.test.ping] }, command: \"echo shout {{ event.id }}\" }\n";
+    let host = Host::with_config(&dir, &format!("{BASE}automations:\n{greet}"));
+    let outputs = |host: &Host, n: usize| host.host_events("dev.plugboard.command.output", n);
+    post_event(&host.addr, None, "p1");
+    assert_eq!(outputs(&host, 1)[0]["data"]["output"], "greet p1\n");
+
+    rewrite_config(&dir, &format!("{BASE}automations:\n{greet}{shout}"));
+    host.host_events("dev.plugboard.config.reloaded", 1);
+    post_event(&host.addr, None, "p2");
+    let out = outputs(&host, 3);
+    let mut runs: Vec<(String, String)> = out
+        .iter()
+        .map(|e| {
+            let data = &e["data"];
+            (
+                data["automation"].as_str().unwrap_or_default().to_owned(),
+                data["output"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        [
+            ("greet".to_owned(), "greet p1\n".to_owned()),
+            ("greet".to_owned(), "greet p2\n".to_owned()),
+            ("shout".to_owned(), "shout p2\n".to_owned()),
+        ],
+        "the added automation runs for p2 only (it reads from the moment it is added): {out:?}"
+    );
+}
+
 /// POSTs a structured CloudEvent of type `dev.test.ping` to `/v1/events`; returns the status.
 fn post_event(addr: &str, token: Option<&str>, id: &str) -> u16 {
     let event = json!({ "specversion": "1.0", "id": id, "source": "/test", "type": "dev.test.ping" });
